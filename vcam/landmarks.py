@@ -31,6 +31,9 @@ LEFT_IRIS = (473, 474, 475, 476, 477)
 # Brows, from the outer end to the inner end (upper edge).
 RIGHT_BROW = (70, 63, 105, 66, 107)
 LEFT_BROW = (300, 293, 334, 296, 336)
+# Lower edge of the brows, same order.
+RIGHT_BROW_LOWER = (46, 53, 52, 65, 55)
+LEFT_BROW_LOWER = (276, 283, 282, 295, 285)
 
 NOSE_TIP = 1
 SUBNASALE = 2

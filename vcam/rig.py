@@ -1,0 +1,297 @@
+"""Rig: an enrolled portrait's landmarks -> the per-avatar tensors the render graph reads.
+
+The rig is a set of maps over a 256x256 face-space grid (see :mod:`vcam.rig_layout`):
+
+* smooth forward displacement fields, one per expression basis (smile, brows, gaze...),
+  built from Gaussian bumps placed and scaled by the face's own landmarks;
+* for the mouth and each eye, a local frame (along the mouth / eye line and across it) and
+  per-column *knots* (upper lid or lip edge, lower edge, chin, ...). The render graph moves
+  the knots with the motion and maps each output column piecewise-linearly back to the
+  photo, so lips meet exactly on M/B/P and lids close exactly on a blink, even when the
+  photo's mouth is open;
+* a head weight and a depth map, for head rotation with parallax.
+
+Everything is in pixels of the 512x512 frame. Pure numpy; built in a few ms per photo.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from vcam import landmarks as lm
+from vcam.rig_layout import BASIS, FRAME, GRID, MAP_INDEX, MAPS, PARAM_INDEX, PARAMS
+
+
+@dataclass(frozen=True, slots=True)
+class Avatar:
+    """Everything the render graph needs of one portrait (all float32, C-contiguous).
+
+    image:  ``(1, 4, 512, 512)`` RGB in 0..1 plus the person mask as alpha.
+    plate:  ``(1, 3, 512, 512)`` the background without the person, RGB 0..1.
+    rig_basis: ``(len(BASIS), 2 * 256 * 256)``; rig_maps: ``(1, len(MAPS), 256, 256)``;
+    rig_params: ``(1, len(PARAMS))``.
+    """
+
+    image: np.ndarray
+    plate: np.ndarray
+    rig_basis: np.ndarray
+    rig_maps: np.ndarray
+    rig_params: np.ndarray
+
+
+def grid_points() -> tuple[np.ndarray, np.ndarray]:
+    """Frame coordinates of the field grid's cells: two ``(256, 256) float32`` (x, y)."""
+    c = (np.arange(GRID, dtype=np.float32) + 0.5) * (FRAME / GRID) - 0.5
+    return np.meshgrid(c, c)
+
+
+def _bump(gx, gy, center, sigma, vec):
+    """Gaussian bump of displacement ``vec`` (x, y) at ``center``: ``(2, G, G)``."""
+    w = np.exp(-((gx - center[0]) ** 2 + (gy - center[1]) ** 2) / (2.0 * sigma * sigma))
+    return np.stack([w * vec[0], w * vec[1]])
+
+
+def _frame(origin, p_left, p_right):
+    """Unit axes of a local frame: ex from ``p_left`` to ``p_right``, ey perpendicular (down)."""
+    ex = (p_right - p_left) / max(np.linalg.norm(p_right - p_left), 1e-6)
+    ey = np.array([-ex[1], ex[0]], np.float32)
+    return origin, ex, ey
+
+
+def _local(gx, gy, origin, ex, ey):
+    dx, dy = gx - origin[0], gy - origin[1]
+    return dx * ex[0] + dy * ex[1], dx * ey[0] + dy * ey[1]
+
+
+def _profile(points, origin, ex, ey, a):
+    """The contour ``points`` (k, 2) as b(a) in a local frame, evaluated at ``a`` (clamped ends)."""
+    pa = (points[:, 0] - origin[0]) * ex[0] + (points[:, 1] - origin[1]) * ex[1]
+    pb = (points[:, 0] - origin[0]) * ey[0] + (points[:, 1] - origin[1]) * ey[1]
+    order = np.argsort(pa)
+    return np.interp(a, pa[order], pb[order]).astype(np.float32)
+
+
+def _smoothstep(e0, e1, x):
+    t = np.clip((x - e0) / (e1 - e0), 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+def _mouth_maps(L, gx, gy, maps, params, face_h):
+    c_r, c_l = L[lm.MOUTH_CORNER_RIGHT, :2], L[lm.MOUTH_CORNER_LEFT, :2]
+    origin, ex, ey = _frame((c_r + c_l) / 2, c_r, c_l)
+    width = float(np.linalg.norm(c_l - c_r))
+    a, b = _local(gx, gy, origin, ex, ey)
+    upper = _profile(L[list(lm.LIPS_INNER_UPPER), :2], origin, ex, ey, a)
+    lower = _profile(L[list(lm.LIPS_INNER_LOWER), :2], origin, ex, ey, a)
+    gap = np.maximum(lower - upper, 0.0)
+    center_a = np.array([0.0], np.float32)
+    gap_c = float(np.maximum(
+        _profile(L[list(lm.LIPS_INNER_LOWER), :2], origin, ex, ey, center_a)
+        - _profile(L[list(lm.LIPS_INNER_UPPER), :2], origin, ex, ey, center_a), 0.0)[0])
+    if gap_c < 1.5:  # a closed mouth: one lip line, no sliver of a gap
+        mid = (upper + lower) / 2
+        upper, lower, gap, gap_c = mid, mid, np.zeros_like(mid), 0.0
+    upper_frac = 0.25
+    line = upper + upper_frac * gap
+    inner_half = float(np.linalg.norm(L[78, :2] - L[308, :2])) / 2
+    u = a / max(inner_half, 1.0)
+    prof = np.clip(1.0 - u * u, 0.0, 1.0) ** 0.6
+    # Chin: the jaw line as b(a); the jaw taper falls to 0 at the jaw angles.
+    jaw_pts = L[list(lm.JAW), :2]
+    chin = _profile(jaw_pts, origin, ex, ey, a)
+    ja = np.abs((jaw_pts[:, 0] - origin[0]) * ex[0] + (jaw_pts[:, 1] - origin[1]) * ex[1])
+    half_jaw = max(float(ja.max()), width)
+    taper = np.clip(1.0 - (a / half_jaw) ** 2, 0.0, 1.0) ** 0.8
+    sub = L[lm.SUBNASALE, :2]
+    d_sn = float(abs((sub[0] - origin[0]) * ey[0] + (sub[1] - origin[1]) * ey[1]))
+    line_c = float(line[np.unravel_index(np.argmin(np.abs(a) + np.abs(b)), a.shape)])
+    chin_c = float(_profile(jaw_pts, origin, ex, ey, center_a)[0])
+    top = np.minimum(line - 0.75 * d_sn, upper - 2.0)
+    chin = np.maximum(chin, lower + 4.0)
+    bottom = chin + 0.45 * max(chin_c - line_c, 10.0)
+    for name, arr in (("mb", b), ("mSa", top), ("mSul", upper), ("mSll", lower), ("mSch", chin),
+                      ("mSb", bottom), ("mProf", prof), ("mJaw", taper), ("mU", u)):
+        maps[MAP_INDEX[name]] = arr
+    params[PARAM_INDEX["m_eyx"]], params[PARAM_INDEX["m_eyy"]] = ey
+    params[PARAM_INDEX["jaw_px"]] = min(0.55 * width, 0.16 * face_h)
+    params[PARAM_INDEX["lip_up_px"]] = 0.10 * width
+    params[PARAM_INDEX["lip_down_px"]] = 0.14 * width
+    params[PARAM_INDEX["src_gap_px"]] = gap_c
+    params[PARAM_INDEX["upper_frac"]] = upper_frac
+    return origin, width, gap_c, (upper, lower, a, b)
+
+
+def _eye_maps(L, gx, gy, maps, params, prefix, left_idx, right_idx, upper_idx, lower_idx, brow_idx):
+    p_left, p_right = L[left_idx, :2], L[right_idx, :2]
+    origin, ex, ey = _frame((p_left + p_right) / 2, p_left, p_right)
+    a, b = _local(gx, gy, origin, ex, ey)
+    upper = _profile(L[list(upper_idx), :2], origin, ex, ey, a)
+    lower = _profile(L[list(lower_idx), :2], origin, ex, ey, a)
+    lower = np.maximum(lower, upper)
+    half_w = float(np.linalg.norm(p_right - p_left)) / 2
+    gap_c = float(np.max(lower - upper))
+    lid = max(1.3 * gap_c, 0.45 * half_w)
+    # The lid skin that slides down on a blink stops well below the brow.
+    brow = _profile(L[list(brow_idx), :2], origin, ex, ey, a)
+    top = np.maximum(upper - lid, upper + 0.55 * np.minimum(brow - upper, -2.0))
+    bot = lower + max(0.9 * gap_c, 0.35 * half_w)
+    for name, arr in (("b", b), ("St", top), ("Sue", upper), ("Sle", lower), ("Sbt", bot)):
+        maps[MAP_INDEX[prefix + name]] = arr
+    params[PARAM_INDEX[prefix + "_eyx"]], params[PARAM_INDEX[prefix + "_eyy"]] = ey
+    return origin, half_w, (upper, lower, a, b)
+
+
+def _iris(L, idx, fallback):
+    if L.shape[0] > max(idx):
+        pts = L[list(idx), :2]
+        return pts[0], float(np.mean(np.linalg.norm(pts[1:] - pts[0], axis=1)))
+    return fallback, 0.0
+
+
+def build_rig(image: np.ndarray, landmarks: np.ndarray, person_mask: np.ndarray, plate: np.ndarray) -> Avatar:
+    """Make an :class:`Avatar` from an enrolled portrait.
+
+    Parameters
+    ----------
+    image: ``(512, 512, 3) uint8`` RGB framed photo.
+    landmarks: ``(478, 3) float32`` MediaPipe face mesh in frame pixels (z: smaller = nearer).
+    person_mask: ``(512, 512) float32`` 0..1.
+    plate: ``(512, 512, 3) uint8`` background without the person.
+    """
+    L = np.asarray(landmarks, np.float32)
+    gx, gy = grid_points()
+    maps = np.zeros((len(MAPS), GRID, GRID), np.float32)
+    params = np.zeros((len(PARAMS),), np.float32)
+
+    oval = L[list(lm.FACE_OVAL), :2]
+    face_w = float(oval[:, 0].max() - oval[:, 0].min())
+    face_h = float(np.linalg.norm(L[lm.FOREHEAD, :2] - L[lm.CHIN, :2]))
+    face_c = oval.mean(axis=0)
+
+    m_origin, m_width, gap_c, (m_up, m_lo, m_a, m_b) = _mouth_maps(L, gx, gy, maps, params, face_h)
+    r_origin, r_half, r_geo = _eye_maps(L, gx, gy, maps, params, "r", lm.RIGHT_EYE_OUTER, lm.RIGHT_EYE_INNER,
+                                        lm.RIGHT_EYE_UPPER, lm.RIGHT_EYE_LOWER, lm.RIGHT_BROW_LOWER)
+    l_origin, l_half, l_geo = _eye_maps(L, gx, gy, maps, params, "l", lm.LEFT_EYE_INNER, lm.LEFT_EYE_OUTER,
+                                        lm.LEFT_EYE_UPPER, lm.LEFT_EYE_LOWER, lm.LEFT_BROW_LOWER)
+    iod = float(np.linalg.norm(l_origin - r_origin))
+
+    # --- smooth expression fields -------------------------------------------------------
+    W = m_width
+    c_r, c_l = L[lm.MOUTH_CORNER_RIGHT, :2], L[lm.MOUTH_CORNER_LEFT, :2]
+    up_c = L[0, :2]
+    lo_c = L[17, :2]
+    basis = {}
+    for side, corner, sx in (("L", c_l, 1.0), ("R", c_r, -1.0)):
+        cheek = corner + np.array([0.15 * sx * W, -0.55 * W], np.float32)
+        basis["smile" + side] = (_bump(gx, gy, corner, 0.45 * W, (0.10 * sx * W, -0.13 * W))
+                                 + _bump(gx, gy, cheek, 0.55 * W, (0.02 * sx * W, -0.06 * W)))
+        basis["frown" + side] = _bump(gx, gy, corner, 0.45 * W, (0.0, 0.10 * W))
+        basis["stretch" + side] = _bump(gx, gy, corner, 0.45 * W, (0.10 * sx * W, 0.03 * W))
+        eye_o = l_origin if side == "L" else r_origin
+        basis["cheek" + side] = _bump(gx, gy, eye_o + np.array([0.0, 0.32 * iod], np.float32), 0.22 * iod,
+                                      (0.0, -0.05 * iod))
+    basis["pucker"] = (_bump(gx, gy, c_l, 0.5 * W, (-0.16 * W, 0.0)) + _bump(gx, gy, c_r, 0.5 * W, (0.16 * W, 0.0))
+                       + _bump(gx, gy, up_c, 0.35 * W, (0.0, -0.03 * W)) + _bump(gx, gy, lo_c, 0.35 * W, (0.0, 0.03 * W)))
+    basis["funnel"] = _bump(gx, gy, c_l, 0.5 * W, (-0.10 * W, 0.0)) + _bump(gx, gy, c_r, 0.5 * W, (0.10 * W, 0.0))
+    basis["press"] = _bump(gx, gy, up_c, 0.45 * W, (0.0, 0.03 * W)) + _bump(gx, gy, lo_c, 0.45 * W, (0.0, -0.05 * W))
+
+    brows = {"R": lm.RIGHT_BROW, "L": lm.LEFT_BROW}
+    inner_up = np.zeros((2, GRID, GRID), np.float32)
+    for side, idx in brows.items():
+        pts = L[list(idx), :2]
+        outer, inner, mid = pts[0], pts[-1], pts.mean(axis=0)
+        to_nose = np.sign(face_c[0] - inner[0])
+        basis["browDown" + side] = (_bump(gx, gy, mid, 0.24 * iod, (0.0, 0.07 * iod))
+                                    + _bump(gx, gy, inner, 0.14 * iod, (0.05 * to_nose * iod, 0.03 * iod)))
+        basis["browOuterUp" + side] = _bump(gx, gy, outer, 0.2 * iod, (0.0, -0.08 * iod))
+        inner_up += _bump(gx, gy, inner, 0.17 * iod, (0.0, -0.09 * iod))
+    basis["browInnerUp"] = inner_up
+
+    for side, iris_idx, origin, half, geo in (("R", lm.RIGHT_IRIS, r_origin, r_half, r_geo),
+                                              ("L", lm.LEFT_IRIS, l_origin, l_half, l_geo)):
+        center, radius = _iris(L, iris_idx, origin)
+        radius = radius if radius > 0.5 else 0.22 * half
+        upper, lower, ea, eb = geo
+        inside = (_smoothstep(upper - 0.5, upper + 1.5, eb) * _smoothstep(-lower - 0.5, -lower + 1.5, -eb)
+                  * _smoothstep(-half, -0.7 * half, -np.abs(ea)))
+        w = np.exp(-((gx - center[0]) ** 2 + (gy - center[1]) ** 2) / (2 * (1.6 * radius) ** 2)) * inside
+        basis["gaze" + side + "x"] = np.stack([w * 0.5 * half, w * 0.0])
+        basis["gaze" + side + "y"] = np.stack([w * 0.0, w * 0.35 * max(float(np.max(lower - upper)), 1.0)])
+    rig_basis = np.stack([basis[name].reshape(-1) for name in BASIS]).astype(np.float32)
+
+    # --- head weight and depth ------------------------------------------------------------
+    chin_y = float(L[lm.CHIN, 1])
+    hc = np.array([face_c[0], face_c[1] - 0.12 * face_h], np.float32)
+    r = np.sqrt(((gx - hc[0]) / (0.78 * face_w)) ** 2 + ((gy - hc[1]) / (0.80 * face_h)) ** 2)
+    head = (1.0 - _smoothstep(1.0, 1.3, r)) * (1.0 - _smoothstep(chin_y + 0.02 * face_h, chin_y + 0.30 * face_h, gy))
+    rz = 0.55 * face_w
+    depth = rz * np.sqrt(np.clip(1.0 - np.minimum(r, 1.0) ** 2, 0.0, 1.0))
+    # Face detail from the mesh's own depth (smaller z = nearer), splatted onto the grid.
+    # The mesh's median depth sits about at the ellipsoid's front.
+    residual = rz - (L[:468, 2] - np.median(L[:468, 2]))
+    small = 64
+    sx = (np.arange(small, dtype=np.float32) + 0.5) * (FRAME / small)
+    qx, qy = np.meshgrid(sx, sx)
+    sig = 0.06 * face_w
+    wsum = np.zeros((small, small), np.float32)
+    vsum = np.zeros((small, small), np.float32)
+    ell_at_pts = rz * np.sqrt(np.clip(1.0 - (((L[:468, 0] - hc[0]) / (0.78 * face_w)) ** 2
+                                             + ((L[:468, 1] - hc[1]) / (0.80 * face_h)) ** 2), 0.0, 1.0))
+    res = residual - ell_at_pts
+    for k in range(0, 468, 64):
+        px, py = L[k:min(k + 64, 468), 0, None, None], L[k:min(k + 64, 468), 1, None, None]
+        w = np.exp(-((qx - px) ** 2 + (qy - py) ** 2) / (2 * sig * sig))
+        wsum += w.sum(0)
+        vsum += (w * res[k:min(k + 64, 468), None, None]).sum(0)
+    detail = vsum / np.maximum(wsum, 1e-6) * np.clip(wsum / 0.5, 0.0, 1.0)
+    import cv2
+
+    detail = cv2.resize(detail, (GRID, GRID), interpolation=cv2.INTER_LINEAR)
+    maps[MAP_INDEX["head"]] = head
+    maps[MAP_INDEX["depth"]] = np.maximum(depth + detail, 0.0)
+    params[PARAM_INDEX["pivot_x"]], params[PARAM_INDEX["pivot_y"]] = face_c
+
+    _mouth_colours(image, L, params, gap_c)
+
+    img = np.empty((1, 4, FRAME, FRAME), np.float32)
+    img[0, :3] = image.transpose(2, 0, 1) / 255.0
+    img[0, 3] = person_mask
+    pl = np.ascontiguousarray(plate.transpose(2, 0, 1)[None] / np.float32(255.0), dtype=np.float32)
+    return Avatar(image=img, plate=pl, rig_basis=np.ascontiguousarray(rig_basis), rig_maps=np.ascontiguousarray(maps[None]),
+                  rig_params=params[None].copy())
+
+
+def _mouth_colours(image, L, params, gap_c):
+    """Teeth, cavity and tongue colours from the photo (greyscale photos stay grey)."""
+    img = image.astype(np.float32) / 255.0
+    import cv2
+
+    lip_mask = np.zeros(image.shape[:2], np.uint8)
+    cv2.fillPoly(lip_mask, [np.round(np.concatenate([L[list(lm.LIPS_OUTER_UPPER), :2],
+                                                     L[list(lm.LIPS_OUTER_LOWER), :2][::-1]])).astype(np.int32)], 1)
+    gap_mask = np.zeros_like(lip_mask)
+    cv2.fillPoly(gap_mask, [np.round(np.concatenate([L[list(lm.LIPS_INNER_UPPER), :2],
+                                                     L[list(lm.LIPS_INNER_LOWER), :2][::-1]])).astype(np.int32)], 1)
+    lip_mask &= 1 - gap_mask
+    lip = img[lip_mask > 0].mean(axis=0) if lip_mask.any() else np.array([0.6, 0.35, 0.33], np.float32)
+    sat = float(np.mean(img.max(axis=2) - img.min(axis=2)))
+    grey = sat < 0.04
+    teeth = np.array([0.90, 0.86, 0.78], np.float32)
+    if gap_c >= 3.0 and gap_mask.any():
+        px = img[gap_mask > 0]
+        lum = px.mean(axis=1)
+        bright = px[lum >= np.quantile(lum, 0.75)]
+        if bright.size and bright.mean() > 0.45:
+            teeth = bright.mean(axis=0)
+    # Match the photo's exposure: teeth never brighter than the brightest skin.
+    skin_hi = float(np.quantile(img[lip_mask > 0].mean(axis=1), 0.95)) if lip_mask.any() else 0.8
+    teeth = teeth * min(1.0, max(0.55, (skin_hi + 0.35) / max(float(teeth.max()), 1e-3)))
+    cavity = lip * np.array([0.30, 0.18, 0.18], np.float32)
+    tongue = lip * np.array([0.85, 0.62, 0.62], np.float32)
+    if grey:
+        teeth, cavity, tongue = (np.full(3, float(c.mean()), np.float32) for c in (teeth, cavity, tongue))
+    for name, c in (("teeth", teeth), ("cavity", cavity), ("tongue", tongue)):
+        for k, ch in enumerate("rgb"):
+            params[PARAM_INDEX[f"{name}_{ch}"]] = float(c[k])
