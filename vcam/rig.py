@@ -160,7 +160,8 @@ def build_rig(image: np.ndarray, landmarks: np.ndarray, person_mask: np.ndarray,
     person_mask: ``(512, 512) float32`` 0..1.
     plate: ``(512, 512, 3) uint8`` background without the person.
     """
-    L = np.asarray(landmarks, np.float32)
+    L = np.array(landmarks, np.float32)
+    L[:, :2] -= 0.5  # MediaPipe's (0, 0) is a pixel's corner; the graph's is its centre
     gx, gy = grid_points()
     maps = np.zeros((len(MAPS), GRID, GRID), np.float32)
     params = np.zeros((len(PARAMS),), np.float32)

@@ -1,0 +1,87 @@
+"""RenderStage: the render graph with one avatar bound, motion in, 512x512 frame out."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from runtime.channels import N_MOTION
+from runtime.errors import GraphError
+from runtime.graph import GRAPH_DIR, OnnxGraph
+
+AVATAR_INPUTS = ("image", "plate", "rig_basis", "rig_maps", "rig_params")
+
+
+class AvatarTensors(Protocol):
+    """What the render graph needs of a portrait (see ``vcam.rig.Avatar``); all float32."""
+
+    image: np.ndarray       # (1, 4, 512, 512) RGB + person alpha, 0..1
+    plate: np.ndarray       # (1, 3, 512, 512) background without the person, 0..1
+    rig_basis: np.ndarray   # (NB, 2 * 256 * 256) smooth expression fields
+    rig_maps: np.ndarray    # (1, NM, 256, 256) mouth, eye and head maps
+    rig_params: np.ndarray  # (1, NP) scalars
+
+
+class RenderStage:
+    """The ONNX render graph, its avatar buffers and its output frame.
+
+    The avatar tensors are copied once into buffers bound to the graph; :meth:`set_avatar`
+    swaps a new portrait in between frames without reallocating. :meth:`render` writes the
+    frame into one preallocated ``(512, 512, 3) uint8`` array and returns it.
+    A context manager; :meth:`close` is idempotent.
+    """
+
+    def __init__(self, avatar: AvatarTensors, *, provider: str = "auto", threads: int = 0,
+                 graph_dir=GRAPH_DIR) -> None:
+        self._graph = OnnxGraph("render", provider=provider, threads=threads, graph_dir=graph_dir)
+        self._buffers: dict[str, np.ndarray] = {}
+        for name in AVATAR_INPUTS:
+            spec = self._graph.spec(name)
+            buf = np.zeros(spec.shape, np.float32)
+            self._buffers[name] = buf
+            self._graph.bind_input(name, buf)
+        self._motion = np.zeros((1, N_MOTION), np.float32)
+        self._graph.bind_input("motion", self._motion)
+        self._frame = self._graph.output("frame")
+        self.set_avatar(avatar)
+        self._closed = False
+
+    @property
+    def provider(self) -> str:
+        """The execution provider the graph runs on."""
+        return self._graph.provider
+
+    @property
+    def frame(self) -> np.ndarray:
+        """The output buffer ``(512, 512, 3) uint8`` RGB, overwritten by every :meth:`render`."""
+        return self._frame
+
+    def set_avatar(self, avatar: AvatarTensors) -> None:
+        """Copy a portrait's tensors into the bound buffers (between frames)."""
+        for name in AVATAR_INPUTS:
+            src = getattr(avatar, name)
+            dst = self._buffers[name]
+            if src.shape != dst.shape:
+                raise GraphError(f"render graph: avatar {name} is {src.shape}, the graph expects {dst.shape}; "
+                                 "the avatar was made for another graph version (clear the cache)")
+            np.copyto(dst, src, casting="same_kind")
+
+    def render(self, motion: np.ndarray) -> np.ndarray:
+        """Render one frame for ``motion`` ``(43,) float32``; returns :attr:`frame`."""
+        self._motion[0] = motion
+        self._graph.run()
+        return self._frame
+
+    def close(self) -> None:
+        """Release the graph. Idempotent."""
+        if getattr(self, "_closed", True):
+            return
+        self._closed = True
+        self._graph.close()
+
+    def __enter__(self) -> RenderStage:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
