@@ -115,7 +115,7 @@ def _mouth_maps(L, gx, gy, maps, params, face_h):
                       ("mSb", bottom), ("mProf", prof), ("mJaw", taper), ("mU", u)):
         maps[MAP_INDEX[name]] = arr
     params[PARAM_INDEX["m_eyx"]], params[PARAM_INDEX["m_eyy"]] = ey
-    params[PARAM_INDEX["jaw_px"]] = min(0.55 * width, 0.16 * face_h)
+    params[PARAM_INDEX["jaw_px"]] = min(0.62 * width, 0.18 * face_h)
     params[PARAM_INDEX["lip_up_px"]] = 0.10 * width
     params[PARAM_INDEX["lip_down_px"]] = 0.14 * width
     params[PARAM_INDEX["src_gap_px"]] = gap_c
@@ -123,7 +123,7 @@ def _mouth_maps(L, gx, gy, maps, params, face_h):
     return origin, width, gap_c, (upper, lower, a, b)
 
 
-def _eye_maps(L, gx, gy, maps, params, prefix, left_idx, right_idx, upper_idx, lower_idx, brow_idx):
+def _eye_maps(L, image, gx, gy, maps, params, prefix, left_idx, right_idx, upper_idx, lower_idx, brow_idx):
     p_left, p_right = L[left_idx, :2], L[right_idx, :2]
     origin, ex, ey = _frame((p_left + p_right) / 2, p_left, p_right)
     a, b = _local(gx, gy, origin, ex, ey)
@@ -139,6 +139,16 @@ def _eye_maps(L, gx, gy, maps, params, prefix, left_idx, right_idx, upper_idx, l
     bot = lower + max(0.9 * gap_c, 0.35 * half_w)
     for name, arr in (("b", b), ("St", top), ("Sue", upper), ("Sle", lower), ("Sbt", bot)):
         maps[MAP_INDEX[prefix + name]] = arr
+    # Closed-lid colour: the skin between the brow and the lid crease, darkest pixels left out.
+    ii, jj = np.nonzero((b > top + 0.15 * (upper - top)) & (b < upper - 0.55 * (upper - top))
+                        & (np.abs(a) < 0.7 * half_w))
+    colour = np.full(3, 0.6, np.float32)
+    if ii.size >= 4:
+        px = image[np.clip(ii * 2, 0, FRAME - 1), np.clip(jj * 2, 0, FRAME - 1)].astype(np.float32) / 255.0
+        lum = px.mean(axis=1)
+        colour = np.median(px[lum >= np.median(lum)], axis=0)
+    for k, ch in enumerate("rgb"):
+        params[PARAM_INDEX[f"{prefix}lid_{ch}"]] = float(colour[k])
     params[PARAM_INDEX[prefix + "_eyx"]], params[PARAM_INDEX[prefix + "_eyy"]] = ey
     return origin, half_w, (upper, lower, a, b)
 
@@ -172,9 +182,9 @@ def build_rig(image: np.ndarray, landmarks: np.ndarray, person_mask: np.ndarray,
     face_c = oval.mean(axis=0)
 
     m_origin, m_width, gap_c, (m_up, m_lo, m_a, m_b) = _mouth_maps(L, gx, gy, maps, params, face_h)
-    r_origin, r_half, r_geo = _eye_maps(L, gx, gy, maps, params, "r", lm.RIGHT_EYE_OUTER, lm.RIGHT_EYE_INNER,
+    r_origin, r_half, r_geo = _eye_maps(L, image, gx, gy, maps, params, "r", lm.RIGHT_EYE_OUTER, lm.RIGHT_EYE_INNER,
                                         lm.RIGHT_EYE_UPPER, lm.RIGHT_EYE_LOWER, lm.RIGHT_BROW_LOWER)
-    l_origin, l_half, l_geo = _eye_maps(L, gx, gy, maps, params, "l", lm.LEFT_EYE_INNER, lm.LEFT_EYE_OUTER,
+    l_origin, l_half, l_geo = _eye_maps(L, image, gx, gy, maps, params, "l", lm.LEFT_EYE_INNER, lm.LEFT_EYE_OUTER,
                                         lm.LEFT_EYE_UPPER, lm.LEFT_EYE_LOWER, lm.LEFT_BROW_LOWER)
     iod = float(np.linalg.norm(l_origin - r_origin))
 

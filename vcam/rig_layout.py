@@ -81,6 +81,7 @@ PARAMS: tuple[str, ...] = (
     "teeth_r", "teeth_g", "teeth_b",
     "cavity_r", "cavity_g", "cavity_b",
     "tongue_r", "tongue_g", "tongue_b",
+    "rlid_r", "rlid_g", "rlid_b", "llid_r", "llid_g", "llid_b",  # closed-lid skin colour per eye
 )
 PARAM_INDEX: dict[str, int] = {n: i for i, n in enumerate(PARAMS)}
 

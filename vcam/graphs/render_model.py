@@ -138,7 +138,7 @@ class RenderModel(nn.Module):
         colour = colour + w_lo * (teeth * lo_shade - colour)
         colour = colour + w_up * (teeth * up_shade - colour)
 
-        # Eyes: lids close over the eye.
+        # Eyes: lids close over the eye; the lid that covers it takes the lid skin's colour.
         disp_eyes = torch.zeros_like(disp)
         for side, p in (("Right", "r"), ("Left", "l")):
             st, sue, sle, sbt = (maps[p + k] for k in ("St", "Sue", "Sle", "Sbt"))
@@ -148,10 +148,21 @@ class RenderModel(nn.Module):
             wide = torch.clamp(ch("eyeWide" + side), 0.0, 1.0)
             squint = torch.clamp(ch("eyeSquint" + side), 0.0, 1.0)
             gap = sle - sue
-            tle = sle - (0.15 * blink + 0.30 * squint * (1.0 - blink)) * gap
-            tue = torch.maximum(sue + 0.85 * blink * gap - 0.25 * wide * (1.0 - blink) * gap, st + 1.0)
+            tle = sle - (0.05 * blink + 0.30 * squint * (1.0 - blink)) * gap
+            tue = torch.maximum(sue + 0.95 * blink * gap - 0.25 * wide * (1.0 - blink) * gap, st + 1.0)
             tue = torch.minimum(tue, tle)
             eb_src = piecewise(eb, (st, tue, tle, sbt), (st, sue, sle, sbt))
+            closing = torch.clamp((tue - sue) / torch.clamp(gap, min=1.0), 0.0, 1.0)
+            reach = 0.35 * (sue - st) + 1.0  # the cover fades in over the lower lid skin
+            cover = (closing * _smooth01((eb - sue + reach) / reach)
+                     * torch.clamp(tue - eb + 0.5, 0.0, 1.0))
+            lash = closing * torch.clamp(1.0 - torch.abs(eb - tue) / 1.5, 0.0, 1.0)
+            lid = torch.cat([par(p + "lid_r"), par(p + "lid_g"), par(p + "lid_b")], dim=1)
+            lid_shaded = lid * (0.80 + 0.20 * _smooth01((tue - eb) / 4.0))
+            lid_shaded = lid_shaded + lash * (0.3 * lid - lid_shaded)
+            alpha = 0.95 * torch.maximum(cover, lash)
+            colour = torch.where(alpha > 0.0, lid_shaded, colour)
+            inner = torch.maximum(inner, alpha)
             disp_eyes = disp_eyes + (eb_src - eb) * e_ey
 
         src = grid - disp + disp_mouth + disp_eyes  # (1, 2, G, G) photo pixels

@@ -1,0 +1,191 @@
+"""The render graph: ONNX equals its torch definition, and what it draws is right.
+
+Frames are checked with MediaPipe's face mesh (the same measure the eval tools use): lips
+that close on an open-mouth photo, eyes that close on a blink, a background that stays put.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from runtime.channels import INDEX, N_MOTION
+from vcam import landmarks as lm
+
+torch = pytest.importorskip("torch")
+
+ASSETS = __import__("vcam.assets", fromlist=["ASSETS_DIR"]).ASSETS_DIR
+PHOTOS = {
+    "painting": ASSETS / "painting_thomas_jefferson_rembrandt_peale.jpg",
+    "astronaut": ASSETS / "photo_astronaut_eileen_collins.png",
+    "beard_bw": ASSETS / "photo_abraham_lincoln_beard_bw.jpg",
+}
+
+
+@pytest.fixture(scope="module")
+def avatars(tmp_path_factory):
+    import os
+
+    os.environ["VCAM_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    from vcam.avatar import load_avatar
+
+    return {name: load_avatar(path) for name, path in PHOTOS.items()}
+
+
+@pytest.fixture(scope="module")
+def stage_factory():
+    from runtime.render import RenderStage
+
+    stages = []
+
+    def make(avatar):
+        stage = RenderStage(avatar, provider="cpu")
+        stages.append(stage)
+        return stage
+
+    yield make
+    for s in stages:
+        s.close()
+
+
+def motion(**channels) -> np.ndarray:
+    m = np.zeros(N_MOTION, np.float32)
+    for k, v in channels.items():
+        m[INDEX[k]] = v
+    return m
+
+
+@pytest.fixture(scope="module")
+def mesh():
+    from vcam.enroll import _mediapipe
+
+    mp = _mediapipe()
+    fm = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=True)
+    yield lambda frame: _landmarks(fm, frame)
+    fm.close()
+
+
+def _landmarks(fm, frame):
+    res = fm.process(np.ascontiguousarray(frame))
+    assert res.multi_face_landmarks, "no face found in the rendered frame"
+    return np.array([[p.x * 512, p.y * 512] for p in res.multi_face_landmarks[0].landmark], np.float32)
+
+
+def _iod(L):
+    return float(np.linalg.norm(L[468] - L[473]))
+
+
+def lip_gap(L):
+    """Inner-lip gap at the centre, in inter-ocular distances."""
+    return float(np.linalg.norm(L[13] - L[14])) / _iod(L)
+
+
+def eye_open(L):
+    """Mean lid opening of both eyes, in inter-ocular distances."""
+    return float(np.linalg.norm(L[159] - L[145]) + np.linalg.norm(L[386] - L[374])) / 2 / _iod(L)
+
+
+def test_onnx_equals_torch(avatars):
+    import onnxruntime as ort
+
+    from runtime.graph import GRAPH_DIR
+    from vcam.graphs.render_model import RenderModel
+
+    model = RenderModel().eval()
+    sess = ort.InferenceSession(str(GRAPH_DIR / "render.onnx"), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(1)
+    av = avatars["astronaut"]
+    for _ in range(3):
+        m = np.zeros((1, N_MOTION), np.float32)
+        m[0, :37] = rng.random(37) * 0.8
+        m[0, 37:40] = rng.normal(0, 6, 3)
+        m[0, 40:42] = rng.normal(0, 3, 2)
+        m[0, 42] = rng.normal(0, 0.02)
+        feeds = dict(motion=m, image=av.image, plate=av.plate, rig_basis=av.rig_basis,
+                     rig_maps=av.rig_maps, rig_params=av.rig_params)
+        got = sess.run(None, feeds)[0].astype(np.int16)
+        with torch.no_grad():
+            want = model(*(torch.from_numpy(feeds[k]) for k in ("motion", "image", "plate", "rig_basis",
+                                                                 "rig_maps", "rig_params"))).numpy().astype(np.int16)
+        diff = np.abs(got - want)
+        assert got.shape == (512, 512, 3)
+        assert diff.mean() < 0.05 and np.percentile(diff, 99.9) <= 2
+
+
+def test_rest_pose_reproduces_the_photo(avatars, stage_factory):
+    from vcam.enroll import enroll
+
+    stage = stage_factory(avatars["painting"])
+    frame = stage.render(motion()).astype(np.float32)
+    photo = enroll(PHOTOS["painting"]).image.astype(np.float32)
+    assert np.abs(frame - photo).mean() < 1.5
+
+
+@pytest.mark.parametrize("name", ["astronaut", "painting", "beard_bw"])
+def test_lips_close_at_rest_and_open_on_jaw(name, avatars, stage_factory, mesh):
+    stage = stage_factory(avatars[name])
+    closed = lip_gap(mesh(stage.render(motion()).copy()))
+    opened = lip_gap(mesh(stage.render(motion(jawOpen=0.7)).copy()))
+    assert closed < 0.03, f"{name}: lips should meet at rest, gap {closed:.3f} IOD"
+    assert opened > closed + 0.12, f"{name}: jawOpen 0.7 should open the mouth ({closed:.3f} -> {opened:.3f})"
+
+
+def test_bilabial_closure_overrides_an_open_photo(avatars, stage_factory, mesh):
+    stage = stage_factory(avatars["astronaut"])
+    # ARKit's mouthClose presses the lips shut even with the jaw partly open.
+    gap = lip_gap(mesh(stage.render(motion(jawOpen=0.3, mouthClose=0.3)).copy()))
+    assert gap < 0.03
+
+
+@pytest.mark.parametrize("name", ["painting", "astronaut"])
+def test_blink_closes_both_eyes(name, avatars, stage_factory, mesh):
+    stage = stage_factory(avatars[name])
+    rest = eye_open(mesh(stage.render(motion()).copy()))
+    shut = eye_open(mesh(stage.render(motion(eyeBlinkLeft=1.0, eyeBlinkRight=1.0)).copy()))
+    assert shut < 0.45 * rest, f"{name}: blink {rest:.3f} -> {shut:.3f}"
+
+
+def test_head_turn_moves_the_face_not_the_background(avatars, stage_factory, mesh):
+    stage = stage_factory(avatars["astronaut"])
+    rest = stage.render(motion()).copy()
+    turned = stage.render(motion(headYaw=10.0, headPitch=4.0, headRoll=3.0)).copy()
+    nose_rest, nose_turned = mesh(rest)[lm.NOSE_TIP], mesh(turned)[lm.NOSE_TIP]
+    assert np.linalg.norm(nose_turned - nose_rest) > 6.0
+    # Background corners and the shoulders at the bottom stay exactly put.
+    for sl in (np.s_[:40, :40], np.s_[:40, -40:], np.s_[-30:, :], np.s_[200:300, :20]):
+        assert np.abs(rest[sl].astype(int) - turned[sl].astype(int)).max() <= 1
+
+
+def test_gaze_moves_the_iris(avatars, stage_factory, mesh):
+    stage = stage_factory(avatars["painting"])
+    rest = mesh(stage.render(motion()).copy())
+    # The subject looks to their left: image right for both eyes.
+    look = mesh(stage.render(motion(eyeLookOutLeft=0.8, eyeLookInRight=0.8)).copy())
+    assert look[468, 0] - rest[468, 0] > 1.0
+    assert look[473, 0] - rest[473, 0] > 1.0
+
+
+def test_smile_lifts_the_mouth_corners(avatars, stage_factory, mesh):
+    stage = stage_factory(avatars["beard_bw"])
+    rest = mesh(stage.render(motion()).copy())
+    smile = mesh(stage.render(motion(mouthSmileLeft=1.0, mouthSmileRight=1.0)).copy())
+    lift = ((rest[61, 1] - smile[61, 1]) + (rest[291, 1] - smile[291, 1])) / 2
+    assert lift > 2.0
+
+
+def test_brows_rise_when_surprised(avatars, stage_factory, mesh):
+    stage = stage_factory(avatars["painting"])
+    rest = mesh(stage.render(motion()).copy())
+    up = mesh(stage.render(motion(browInnerUp=1.0, browOuterUpLeft=1.0, browOuterUpRight=1.0)).copy())
+    rise = float(np.mean(rest[list(lm.RIGHT_BROW + lm.LEFT_BROW), 1] - up[list(lm.RIGHT_BROW + lm.LEFT_BROW), 1]))
+    assert rise > 2.0
+
+
+def test_render_stage_swaps_avatar_in_place(avatars, stage_factory):
+    stage = stage_factory(avatars["painting"])
+    frame = stage.render(motion())
+    a = frame.copy()
+    stage.set_avatar(avatars["astronaut"])
+    b = stage.render(motion())
+    assert b is frame  # the same preallocated output buffer
+    assert np.abs(a.astype(int) - b.astype(int)).mean() > 10

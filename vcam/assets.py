@@ -1,0 +1,16 @@
+"""Bundled sample inputs (public-domain portrait and speech) for ``vcam render --sample``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ASSETS_DIR = Path(__file__).resolve().parent / "assets"
+
+SAMPLE_PHOTO = ASSETS_DIR / "painting_thomas_jefferson_rembrandt_peale.jpg"
+"""Portrait of Thomas Jefferson by Rembrandt Peale (1800), public domain."""
+
+SAMPLE_AUDIO = ASSETS_DIR / "en_ljspeech_LJ001-0001.wav"
+"""LJ Speech clip LJ001-0001 (public domain); its transcript is the ``.txt`` beside it."""
+
+SAMPLE_OUT = Path("vcam-demo.mp4")
+"""Where ``--sample`` writes when ``--out`` is not given (the current directory)."""

@@ -1,0 +1,253 @@
+"""The ``vcam`` command: argv -> settings -> a job, and errors -> one line and an exit status.
+
+Exit status: 0 done; 1 an operating-system error (disk full, permission denied); 2 a usage,
+input or configuration error (``VcamError``); 130 interrupted. Errors are one line on
+stderr (``vcam: error: ...``) without a traceback; ``-v`` logs the traceback as well.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from runtime.channels import EMOTIONS
+from runtime.errors import InputError, VcamError
+from vcam import __version__
+
+log = logging.getLogger("vcam")
+
+EXIT_OK = 0
+EXIT_OS_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+_PROVIDERS = ("auto", "cpu", "cuda")  # as vcam.settings.PROVIDERS; not imported to keep startup light
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``vcam`` with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version, usage errors: argparse has printed them
+        return _code(e)
+    _setup_logging(args.verbose)
+    try:
+        return args.run(args)
+    except SystemExit as e:  # parser.error() from a check after parsing
+        return _code(e)
+    except VcamError as e:
+        log.debug("error", exc_info=True)
+        _error(str(e))
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        _error("interrupted", prefix="vcam: ")
+        return EXIT_INTERRUPTED
+    except OSError as e:  # environment trouble, not a bug in vcam: one line too
+        log.debug("error", exc_info=True)
+        _error(f"{e.strerror or e}: {e.filename}" if e.filename else str(e))
+        return EXIT_OS_ERROR
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``vcam`` argument parser with its subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="vcam",
+        description="A talking portrait from one photo and speech: render a video, or run a live webcam.",
+    )
+    parser.add_argument("--version", action="version", version=f"vcam {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debugging detail to stderr")
+    # Subcommands accept -v too; SUPPRESS keeps `vcam -v render` from being reset to False.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log debugging detail"
+    )
+    common.add_argument(
+        "--config", type=Path, metavar="PATH", help="settings file (default: the user config, if any)"
+    )
+    common.add_argument(
+        "--provider", choices=_PROVIDERS, help="where networks run (default: [engine] provider)"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    render = sub.add_parser(
+        "render",
+        parents=[common],
+        help="render a photo and a speech recording to an MP4",
+        description="Render a 512x512 talking-portrait MP4 from one photo and one speech recording.",
+    )
+    render.add_argument("--photo", type=Path, metavar="P", help="portrait photo (JPEG, PNG, WebP, ...)")
+    render.add_argument("--audio", type=Path, metavar="A", help="speech recording (wav, flac, mp3, ogg, m4a)")
+    render.add_argument("--out", type=Path, metavar="O.mp4", help="video to write (replaced if it exists)")
+    render.add_argument(
+        "--sample",
+        action="store_true",
+        help="use the bundled sample portrait and speech; --out defaults to ./vcam-demo.mp4",
+    )
+    render.add_argument("--emotion", choices=EMOTIONS, help="expression (default: [emotion] default)")
+    render.add_argument(
+        "--intensity", type=_unit, metavar="0..1", help="expression strength (default: [emotion] intensity)"
+    )
+    render.add_argument(
+        "--fps", type=_int_range(1, 120), metavar="N", help="frame rate (default: [render] fps)"
+    )
+    render.add_argument(
+        "--seed", type=_int_range(0, 2**32 - 1), metavar="N", help="random seed (default: [render] seed)"
+    )
+    render.add_argument(
+        "--motion-out", type=Path, metavar="M.csv", help="also write the motion channels per frame as CSV"
+    )
+    render.set_defaults(run=_render, subparser=render)
+
+    bench = sub.add_parser(
+        "bench",
+        parents=[common],
+        help="time each stage of the pipeline",
+        description="Time enroll, motion and render on this machine.",
+    )
+    bench.add_argument("--frames", type=_int_range(1, 100_000), metavar="N", help="frames to time")
+    bench.add_argument("--photo", type=Path, metavar="P", help="portrait photo (default: the sample)")
+    bench.add_argument("--audio", type=Path, metavar="A", help="speech recording (default: the sample)")
+    bench.add_argument("--json", action="store_true", help="print results as JSON")
+    bench.set_defaults(run=_bench, subparser=bench)
+    return parser
+
+
+def _render(args: argparse.Namespace) -> int:
+    from vcam import assets
+
+    photo, audio, out = args.photo, args.audio, args.out
+    if args.sample:
+        photo = photo or assets.SAMPLE_PHOTO
+        audio = audio or assets.SAMPLE_AUDIO
+        out = out or assets.SAMPLE_OUT
+    given = {"--photo": photo, "--audio": audio, "--out": out}
+    missing = [flag for flag, value in given.items() if value is None]
+    if missing:
+        args.subparser.error(f"missing {', '.join(missing)} (or use --sample)")
+    _check_photo(photo)
+    _check_audio(audio)
+    _check_out(out, "output", ".mp4", inputs=(photo, audio))
+    if args.motion_out is not None:
+        _check_out(args.motion_out, "motion output", None, inputs=(photo, audio, out))
+
+    from vcam.progress import Progress
+    from vcam.settings import load_settings
+
+    settings = load_settings(args.config)
+    render_job = importlib.import_module("vcam.render_job")
+    with Progress("render") as progress:
+        render_job.render_file(
+            photo,
+            audio,
+            out,
+            settings=settings,
+            emotion=args.emotion or settings.emotion.default,
+            intensity=args.intensity if args.intensity is not None else settings.emotion.intensity,
+            fps=args.fps or settings.render.fps,
+            seed=args.seed if args.seed is not None else settings.render.seed,
+            motion_csv=args.motion_out,
+            provider=args.provider or settings.engine.provider,
+            progress=progress,
+        )
+    sys.stdout.write(f"wrote {Path(out).resolve()}\n")
+    return EXIT_OK
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from vcam.settings import load_settings
+
+    if args.photo is not None:
+        _check_photo(args.photo)
+    if args.audio is not None:
+        _check_audio(args.audio)
+    args.settings = load_settings(args.config)
+    bench = importlib.import_module("vcam.bench")
+    status = bench.main(args)
+    return EXIT_OK if status is None else int(status)
+
+
+# -- checks that fail fast, before any model loads --
+
+
+def _check_photo(path: Path) -> None:
+    from PIL import Image
+
+    # Same wording as vcam.photo_io, which decodes the photo for real later.
+    if not path.exists():
+        raise InputError(f"photo not found: {path}")
+    if path.is_dir():
+        raise InputError(f"not an image: {path} (it is a folder)")
+    try:
+        with Image.open(path) as image:
+            image.verify()  # headers and structure; no full decode
+    except Image.DecompressionBombError as e:
+        raise InputError(f"photo too large: {path} ({e})") from None
+    except (OSError, ValueError, SyntaxError, EOFError):
+        raise InputError(f"not an image: {path} (no image format recognised)") from None
+
+
+def _check_audio(path: Path) -> None:
+    from vcam.audio_file import check_audio
+
+    check_audio(path)
+
+
+def _check_out(path: Path, what: str, suffix: str | None, *, inputs: Sequence[Path]) -> None:
+    if suffix is not None and path.suffix.lower() != suffix:
+        raise InputError(f"{what} {path} must end in {suffix}")
+    if path.is_dir():
+        raise InputError(f"cannot write {what} {path}: it is a directory")
+    if not path.parent.is_dir():
+        raise InputError(f"cannot write {what} {path}: directory {path.parent} does not exist")
+    resolved = path.resolve()
+    for other in inputs:
+        if resolved == Path(other).resolve():
+            raise InputError(f"{what} {path} would overwrite an input file")
+
+
+# -- helpers --
+
+
+def _unit(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number 0..1, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number 0..1, got {text}")
+    return value
+
+
+def _int_range(lo: int, hi: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer {lo}..{hi}, got {text!r}") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"must be an integer {lo}..{hi}, got {text}")
+        return value
+
+    return parse
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.WARNING, format="vcam: %(message)s", stream=sys.stderr)
+    # -v: debug detail from vcam's own loggers only, not from Pillow, absl, ...
+    for name in ("vcam", "runtime"):
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.NOTSET)
+
+
+def _error(message: str, *, prefix: str = "vcam: error: ") -> None:
+    sys.stderr.write(prefix + " ".join(message.split()) + "\n")
+
+
+def _code(e: SystemExit) -> int:
+    if e.code is None:
+        return EXIT_OK
+    return e.code if isinstance(e.code, int) else EXIT_USAGE
