@@ -1,4 +1,8 @@
-"""RenderStage: the render graph with one avatar bound, motion in, 512x512 frame out."""
+"""RenderStage: the render graph with one avatar bound, motion in, 512x512 frame out.
+
+The graph draws the window of the frame that can move (head, face, neck); the stage keeps
+the still photo in its output frame and copies the window into it after every run.
+"""
 
 from __future__ import annotations
 
@@ -16,11 +20,15 @@ AVATAR_INPUTS = ("image", "plate", "rig_basis", "rig_maps", "rig_params")
 class AvatarTensors(Protocol):
     """What the render graph needs of a portrait (see ``vcam.rig.Avatar``); all float32."""
 
-    image: np.ndarray       # (1, 4, 512, 512) RGB + person alpha, 0..1
-    plate: np.ndarray       # (1, 3, 512, 512) background without the person, 0..1
-    rig_basis: np.ndarray   # (NB, 2 * 256 * 256) smooth expression fields
-    rig_maps: np.ndarray    # (1, NM, 256, 256) mouth, eye and head maps
+    image: np.ndarray       # (1, 3, 512, 512) the framed photo, RGB 0..1
+    plate: np.ndarray       # (1, 3, PH, PW) background without the person under the window
+    rig_basis: np.ndarray   # (NB, 2 * GH * GW) smooth expression fields
+    rig_maps: np.ndarray    # (1, NM, GH, GW) mouth, eye and head maps
     rig_params: np.ndarray  # (1, NP) scalars
+    still: np.ndarray       # (512, 512, 3) uint8 the framed photo
+
+    @property
+    def patch_origin(self) -> tuple[int, int]: ...  # (x0, y0) of the window in the frame
 
 
 class RenderStage:
@@ -43,7 +51,9 @@ class RenderStage:
             self._graph.bind_input(name, buf)
         self._motion = np.zeros((1, N_MOTION), np.float32)
         self._graph.bind_input("motion", self._motion)
-        self._frame = self._graph.output("frame")
+        self._patch = self._graph.output("patch")
+        self._frame = np.zeros((512, 512, 3), np.uint8)
+        self._window = self._frame[0:1, 0:1]
         self.set_avatar(avatar)
         self._closed = False
 
@@ -66,11 +76,20 @@ class RenderStage:
                 raise GraphError(f"render graph: avatar {name} is {src.shape}, the graph expects {dst.shape}; "
                                  "the avatar was made for another graph version (clear the cache)")
             np.copyto(dst, src, casting="same_kind")
+        if avatar.still.shape != self._frame.shape:
+            raise GraphError(f"render graph: avatar still frame is {avatar.still.shape}, expected {self._frame.shape}")
+        np.copyto(self._frame, avatar.still)
+        x0, y0 = avatar.patch_origin
+        h, w = self._patch.shape[:2]
+        if not (0 <= x0 <= 512 - w and 0 <= y0 <= 512 - h):
+            raise GraphError(f"render graph: window origin {(x0, y0)} puts a {w}x{h} window outside the frame")
+        self._window = self._frame[y0:y0 + h, x0:x0 + w]
 
     def render(self, motion: np.ndarray) -> np.ndarray:
         """Render one frame for ``motion`` ``(43,) float32``; returns :attr:`frame`."""
         self._motion[0] = motion
         self._graph.run()
+        np.copyto(self._window, self._patch)
         return self._frame
 
     def close(self) -> None:

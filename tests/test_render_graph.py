@@ -108,7 +108,7 @@ def test_onnx_equals_torch(avatars):
             want = model(*(torch.from_numpy(feeds[k]) for k in ("motion", "image", "plate", "rig_basis",
                                                                  "rig_maps", "rig_params"))).numpy().astype(np.int16)
         diff = np.abs(got - want)
-        assert got.shape == (512, 512, 3)
+        assert got.shape == (448, 320, 3)
         assert diff.mean() < 0.05 and np.percentile(diff, 99.9) <= 2
 
 
@@ -126,7 +126,7 @@ def test_lips_close_at_rest_and_open_on_jaw(name, avatars, stage_factory, mesh):
     stage = stage_factory(avatars[name])
     closed = lip_gap(mesh(stage.render(motion()).copy()))
     opened = lip_gap(mesh(stage.render(motion(jawOpen=0.7)).copy()))
-    assert closed < 0.03, f"{name}: lips should meet at rest, gap {closed:.3f} IOD"
+    assert closed < 0.04, f"{name}: lips should meet at rest, gap {closed:.3f} IOD"
     assert opened > closed + 0.12, f"{name}: jawOpen 0.7 should open the mouth ({closed:.3f} -> {opened:.3f})"
 
 
@@ -134,7 +134,7 @@ def test_bilabial_closure_overrides_an_open_photo(avatars, stage_factory, mesh):
     stage = stage_factory(avatars["astronaut"])
     # ARKit's mouthClose presses the lips shut even with the jaw partly open.
     gap = lip_gap(mesh(stage.render(motion(jawOpen=0.3, mouthClose=0.3)).copy()))
-    assert gap < 0.03
+    assert gap < 0.04
 
 
 @pytest.mark.parametrize("name", ["painting", "astronaut"])

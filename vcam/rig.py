@@ -21,17 +21,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from vcam import landmarks as lm
-from vcam.rig_layout import BASIS, FRAME, GRID, MAP_INDEX, MAPS, PARAM_INDEX, PARAMS
+from vcam.rig_layout import BASIS, CELL, FRAME, GRID_H, GRID_W, MAP_INDEX, MAPS, PARAM_INDEX, PARAMS, PATCH_H, PATCH_W
 
 
 @dataclass(frozen=True, slots=True)
 class Avatar:
-    """Everything the render graph needs of one portrait (all float32, C-contiguous).
+    """Everything the render graph needs of one portrait (C-contiguous).
 
-    image:  ``(1, 4, 512, 512)`` RGB in 0..1 plus the person mask as alpha.
-    plate:  ``(1, 3, 512, 512)`` the background without the person, RGB 0..1.
-    rig_basis: ``(len(BASIS), 2 * 256 * 256)``; rig_maps: ``(1, len(MAPS), 256, 256)``;
-    rig_params: ``(1, len(PARAMS))``.
+    image:  ``(1, 3, 512, 512) float32`` the framed photo, RGB 0..1.
+    plate:  ``(1, 3, PATCH_H, PATCH_W) float32`` the background without the person under the
+            moving window, RGB 0..1.
+    rig_basis: ``(len(BASIS), 2 * GRID_H * GRID_W) float32``;
+    rig_maps: ``(1, len(MAPS), GRID_H, GRID_W) float32``; rig_params: ``(1, len(PARAMS)) float32``.
+    still:  ``(512, 512, 3) uint8`` the framed photo: the frame outside the moving window.
     """
 
     image: np.ndarray
@@ -39,12 +41,30 @@ class Avatar:
     rig_basis: np.ndarray
     rig_maps: np.ndarray
     rig_params: np.ndarray
+    still: np.ndarray
+
+    @property
+    def patch_origin(self) -> tuple[int, int]:
+        """``(x0, y0)``: where the moving window sits in the frame."""
+        return (int(self.rig_params[0, PARAM_INDEX["patch_x0"]]), int(self.rig_params[0, PARAM_INDEX["patch_y0"]]))
 
 
-def grid_points() -> tuple[np.ndarray, np.ndarray]:
-    """Frame coordinates of the field grid's cells: two ``(256, 256) float32`` (x, y)."""
-    c = (np.arange(GRID, dtype=np.float32) + 0.5) * (FRAME / GRID) - 0.5
-    return np.meshgrid(c, c)
+def grid_points(x0: int, y0: int) -> tuple[np.ndarray, np.ndarray]:
+    """Frame coordinates of the field grid's cells: two ``(GRID_H, GRID_W) float32`` (x, y).
+
+    Cell ``(i, j)`` is the centre of the 2x2 pixel block at ``(x0 + 2j, y0 + 2i)``; pixel
+    ``(x, y)`` has its centre at ``(x, y)``.
+    """
+    cx = x0 + (np.arange(GRID_W, dtype=np.float32) + 0.5) * CELL - 0.5
+    cy = y0 + (np.arange(GRID_H, dtype=np.float32) + 0.5) * CELL - 0.5
+    return np.meshgrid(cx, cy)
+
+
+def patch_origin(face_center_x: float, eyes_y: float) -> tuple[int, int]:
+    """Top-left corner of the moving window: centred on the face, inside the frame."""
+    x0 = int(round(face_center_x - PATCH_W / 2))
+    y0 = int(round(eyes_y - 0.47 * PATCH_H))
+    return min(max(x0, 0), FRAME - PATCH_W), min(max(y0, 0), FRAME - PATCH_H)
 
 
 def _bump(gx, gy, center, sigma, vec):
@@ -144,7 +164,8 @@ def _eye_maps(L, image, gx, gy, maps, params, prefix, left_idx, right_idx, upper
                         & (np.abs(a) < 0.7 * half_w))
     colour = np.full(3, 0.6, np.float32)
     if ii.size >= 4:
-        px = image[np.clip(ii * 2, 0, FRAME - 1), np.clip(jj * 2, 0, FRAME - 1)].astype(np.float32) / 255.0
+        py_, px_ = np.round(gy[ii, jj]).astype(int), np.round(gx[ii, jj]).astype(int)
+        px = image[np.clip(py_, 0, FRAME - 1), np.clip(px_, 0, FRAME - 1)].astype(np.float32) / 255.0
         lum = px.mean(axis=1)
         colour = np.median(px[lum >= np.median(lum)], axis=0)
     for k, ch in enumerate("rgb"):
@@ -172,14 +193,17 @@ def build_rig(image: np.ndarray, landmarks: np.ndarray, person_mask: np.ndarray,
     """
     L = np.array(landmarks, np.float32)
     L[:, :2] -= 0.5  # MediaPipe's (0, 0) is a pixel's corner; the graph's is its centre
-    gx, gy = grid_points()
-    maps = np.zeros((len(MAPS), GRID, GRID), np.float32)
-    params = np.zeros((len(PARAMS),), np.float32)
-
     oval = L[list(lm.FACE_OVAL), :2]
     face_w = float(oval[:, 0].max() - oval[:, 0].min())
     face_h = float(np.linalg.norm(L[lm.FOREHEAD, :2] - L[lm.CHIN, :2]))
     face_c = oval.mean(axis=0)
+    eyes_y = float((L[lm.RIGHT_EYE_OUTER, 1] + L[lm.LEFT_EYE_OUTER, 1]) / 2)
+    x0, y0 = patch_origin(float(face_c[0]), eyes_y)
+    gx, gy = grid_points(x0, y0)
+    maps = np.zeros((len(MAPS), GRID_H, GRID_W), np.float32)
+    params = np.zeros((len(PARAMS),), np.float32)
+    params[PARAM_INDEX["patch_x0"]], params[PARAM_INDEX["patch_y0"]] = x0, y0
+    maps[MAP_INDEX["gx"]], maps[MAP_INDEX["gy"]] = gx, gy
 
     m_origin, m_width, gap_c, (m_up, m_lo, m_a, m_b) = _mouth_maps(L, gx, gy, maps, params, face_h)
     r_origin, r_half, r_geo = _eye_maps(L, image, gx, gy, maps, params, "r", lm.RIGHT_EYE_OUTER, lm.RIGHT_EYE_INNER,
@@ -209,7 +233,7 @@ def build_rig(image: np.ndarray, landmarks: np.ndarray, person_mask: np.ndarray,
     basis["press"] = _bump(gx, gy, up_c, 0.45 * W, (0.0, 0.03 * W)) + _bump(gx, gy, lo_c, 0.45 * W, (0.0, -0.05 * W))
 
     brows = {"R": lm.RIGHT_BROW, "L": lm.LEFT_BROW}
-    inner_up = np.zeros((2, GRID, GRID), np.float32)
+    inner_up = np.zeros((2, GRID_H, GRID_W), np.float32)
     for side, idx in brows.items():
         pts = L[list(idx), :2]
         outer, inner, mid = pts[0], pts[-1], pts.mean(axis=0)
@@ -237,6 +261,14 @@ def build_rig(image: np.ndarray, landmarks: np.ndarray, person_mask: np.ndarray,
     hc = np.array([face_c[0], face_c[1] - 0.12 * face_h], np.float32)
     r = np.sqrt(((gx - hc[0]) / (0.78 * face_w)) ** 2 + ((gy - hc[1]) / (0.80 * face_h)) ** 2)
     head = (1.0 - _smoothstep(1.0, 1.3, r)) * (1.0 - _smoothstep(chin_y + 0.02 * face_h, chin_y + 0.30 * face_h, gy))
+    # Nothing moves at the window's edges (the still frame continues there), except where
+    # the window meets the frame's own border.
+    margin = 24.0
+    for lo, hi, coord in ((x0, x0 + PATCH_W, gx), (y0, y0 + PATCH_H, gy)):
+        if lo > 0:
+            head = head * _smoothstep(lo, lo + margin, coord)
+        if hi < FRAME:
+            head = head * (1.0 - _smoothstep(hi - margin, hi, coord))
     rz = 0.55 * face_w
     depth = rz * np.sqrt(np.clip(1.0 - np.minimum(r, 1.0) ** 2, 0.0, 1.0))
     # Face detail from the mesh's own depth (smaller z = nearer), splatted onto the grid.
@@ -259,19 +291,21 @@ def build_rig(image: np.ndarray, landmarks: np.ndarray, person_mask: np.ndarray,
     detail = vsum / np.maximum(wsum, 1e-6) * np.clip(wsum / 0.5, 0.0, 1.0)
     import cv2
 
-    detail = cv2.resize(detail, (GRID, GRID), interpolation=cv2.INTER_LINEAR)
+    detail = cv2.remap(cv2.resize(detail, (FRAME, FRAME), interpolation=cv2.INTER_LINEAR), gx, gy,
+                       cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     maps[MAP_INDEX["head"]] = head
     maps[MAP_INDEX["depth"]] = np.maximum(depth + detail, 0.0)
     params[PARAM_INDEX["pivot_x"]], params[PARAM_INDEX["pivot_y"]] = face_c
 
     _mouth_colours(image, L, params, gap_c)
 
-    img = np.empty((1, 4, FRAME, FRAME), np.float32)
-    img[0, :3] = image.transpose(2, 0, 1) / 255.0
-    img[0, 3] = person_mask
-    pl = np.ascontiguousarray(plate.transpose(2, 0, 1)[None] / np.float32(255.0), dtype=np.float32)
+    maps[MAP_INDEX["alpha"]] = cv2.remap(np.ascontiguousarray(person_mask, np.float32), gx, gy, cv2.INTER_LINEAR,
+                                         borderMode=cv2.BORDER_REPLICATE)
+    img = np.ascontiguousarray(image.transpose(2, 0, 1)[None], dtype=np.float32) / np.float32(255.0)
+    pl = plate[y0:y0 + PATCH_H, x0:x0 + PATCH_W].transpose(2, 0, 1)[None]
+    pl = np.ascontiguousarray(pl, dtype=np.float32) / np.float32(255.0)
     return Avatar(image=img, plate=pl, rig_basis=np.ascontiguousarray(rig_basis), rig_maps=np.ascontiguousarray(maps[None]),
-                  rig_params=params[None].copy())
+                  rig_params=params[None].copy(), still=np.ascontiguousarray(image, dtype=np.uint8))
 
 
 def _mouth_colours(image, L, params, gap_c):

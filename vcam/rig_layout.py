@@ -3,10 +3,11 @@
 Shared by the rig builder (:mod:`vcam.rig`, numpy) and the render graph's torch definition
 (:mod:`vcam.graphs.render_model`); the exported ONNX graph reads them by index.
 
-``rig_basis``: ``(len(BASIS), 2 * GRID * GRID) float32``, each row one smooth forward
+``rig_basis``: ``(len(BASIS), 2 * GRID_H * GRID_W) float32``, each row one smooth forward
 displacement field (x plane then y plane) over the face-space grid (grid cell ``(i, j)`` is
-the 512-frame point ``(2j + 0.5, 2i + 0.5)``); all lengths in 512-frame pixels.
-``rig_maps``: ``(1, len(MAPS), GRID, GRID) float32``, the region and head maps below.
+the 512-frame point ``(patch_x0 + 2j + 0.5, patch_y0 + 2i + 0.5)``); all lengths in
+512-frame pixels.
+``rig_maps``: ``(1, len(MAPS), GRID_H, GRID_W) float32``, the region and head maps below.
 ``rig_params``: ``(1, len(PARAMS)) float32`` scalars.
 """
 
@@ -14,9 +15,15 @@ from __future__ import annotations
 
 from runtime.channels import INDEX
 
-#: Resolution of the face-space field grid (the 512 output is made from it by upsampling).
-GRID = 256
 FRAME = 512
+#: The window of the frame that moves (head, face, neck): everything outside it is the still
+#: photo. Placed per avatar (``patch_x0``, ``patch_y0``); enroll centres every face, so a
+#: fixed size covers the head and hair.
+PATCH_W, PATCH_H = 320, 448
+#: The face-space field grid covers the window at 2 px per cell; the window's pixels are made
+#: from it by upsampling.
+CELL = 2
+GRID_W, GRID_H = PATCH_W // CELL, PATCH_H // CELL
 
 #: Smooth displacement fields (forward, px per unit coefficient), two channels (x, y) each.
 BASIS: tuple[str, ...] = (
@@ -64,13 +71,15 @@ REGION_MAPS: tuple[str, ...] = (
 )
 
 #: Head maps: ``head`` weight (1 on the head, 0 on body and background), ``depth`` toward
-#: the camera from the rotation pivot, px.
-HEAD_MAPS: tuple[str, ...] = ("head", "depth")
+#: the camera from the rotation pivot, px; ``alpha`` the person mask.
+HEAD_MAPS: tuple[str, ...] = ("head", "depth", "alpha")
 
-MAPS: tuple[str, ...] = REGION_MAPS + HEAD_MAPS
+#: ``gx``, ``gy``: the frame coordinates of each grid cell.
+MAPS: tuple[str, ...] = ("gx", "gy") + REGION_MAPS + HEAD_MAPS
 MAP_INDEX: dict[str, int] = {n: i for i, n in enumerate(MAPS)}
 
 PARAMS: tuple[str, ...] = (
+    "patch_x0", "patch_y0",          # top-left corner of the moving window in the frame, px
     "pivot_x", "pivot_y",            # head rotation pivot in the frame, px
     "m_eyx", "m_eyy",                # mouth vertical axis (unit vector)
     "r_eyx", "r_eyy", "l_eyx", "l_eyy",  # eyes' vertical axes

@@ -27,14 +27,14 @@ def export(out_dir: Path = GRAPH_DIR) -> Path:
     args = example_inputs()
     path = out_dir / "render.onnx"
     with torch.no_grad():
-        torch.onnx.export(model, args, str(path), input_names=list(INPUTS), output_names=["frame"],
+        torch.onnx.export(model, args, str(path), input_names=list(INPUTS), output_names=["patch"],
                           opset_version=OPSET, dynamo=False, do_constant_folding=True)
     inputs = [tensor_entry(n, a.shape, "float32") for n, a in zip(INPUTS, args)]
-    outputs = [tensor_entry("frame", (512, 512, 3), "uint8")]
-    from vcam.rig_layout import BASIS, GRID, MAPS, PARAMS
+    from vcam.rig_layout import BASIS, GRID_H, GRID_W, MAPS, PARAMS, PATCH_H, PATCH_W
 
+    outputs = [tensor_entry("patch", (PATCH_H, PATCH_W, 3), "uint8")]
     write_entry("render", path.name, inputs, outputs,
-                {"grid": GRID, "frame": 512, "basis": list(BASIS), "maps": list(MAPS), "params": list(PARAMS),
+                {"grid": [GRID_H, GRID_W], "patch": [PATCH_H, PATCH_W], "frame": 512, "basis": list(BASIS), "maps": list(MAPS), "params": list(PARAMS),
                  "opset": OPSET}, graph_dir=out_dir)
     return path
 

@@ -11,8 +11,11 @@ Per frame, on a 256x256 face-space grid:
    (teeth on their jaws, tongue, dark cavity) is drawn where the lips part.
 2. head pose: a rigid 3D rotation of the head (depth map, pivot, head weight), inverted by
    fixed-point iteration so the background stays put and nothing folds.
-3. upsample the map to 512x512, sample the photo (RGB + person alpha) through it, put the
-   person over the background plate, and the mouth interior over that.
+3. upsample the map to the window's full resolution, sample the photo through it, put the
+   person over the background plate, and the mouth interior and closed lids over that.
+
+Only the window of the frame that can move (``PATCH_W`` x ``PATCH_H``, placed per avatar) is
+drawn; ``runtime.render.RenderStage`` copies it into the still photo.
 """
 
 from __future__ import annotations
@@ -24,11 +27,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from runtime.channels import INDEX
-from vcam.rig import grid_points
-from vcam.rig_layout import BASIS, FRAME, GRID, MAP_INDEX, MAPS, PARAM_INDEX, basis_matrix
+from vcam.rig_layout import BASIS, CELL, FRAME, GRID_H, GRID_W, MAP_INDEX, MAPS, PARAM_INDEX, PATCH_H, PATCH_W, basis_matrix
 
 #: Fixed-point iterations that invert the head motion.
-HEAD_ITERATIONS = 2
+HEAD_ITERATIONS = 1
 
 
 def piecewise(b, knots_dst, knots_src):
@@ -53,23 +55,28 @@ def _smooth01(x):
 
 
 class RenderModel(nn.Module):
-    """``forward(motion, image, plate, rig_basis, rig_maps, rig_params) -> frame``.
+    """``forward(motion, image, plate, rig_basis, rig_maps, rig_params) -> patch``.
 
-    motion ``(1, 43)``, image ``(1, 4, 512, 512)`` RGB + alpha in 0..1, plate
-    ``(1, 3, 512, 512)``, rig_basis ``(NB, 2*256*256)``, rig_maps ``(1, NM, 256, 256)``,
-    rig_params ``(1, NP)`` (all float32) -> frame ``(512, 512, 3) uint8``.
+    motion ``(1, 43)``, image ``(1, 3, 512, 512)`` RGB in 0..1, plate
+    ``(1, 3, PATCH_H, PATCH_W)``, rig_basis ``(NB, 2*GRID_H*GRID_W)``, rig_maps
+    ``(1, NM, GRID_H, GRID_W)``, rig_params ``(1, NP)`` (all float32) -> patch
+    ``(PATCH_H, PATCH_W, 3) uint8``, the moving window of the frame.
     """
 
     def __init__(self) -> None:
         super().__init__()
-        gx, gy = grid_points()
-        self.register_buffer("grid", torch.from_numpy(__import__("numpy").stack([gx, gy]))[None])  # (1,2,G,G)
         self.register_buffer("basis_mat", torch.from_numpy(basis_matrix()))  # (43, NB)
 
     @staticmethod
-    def _norm(p):
-        """Frame pixels (1, 2, H, W) -> grid_sample coordinates (1, H, W, 2)."""
+    def _norm_frame(p):
+        """Frame pixels (1, 2, H, W) -> grid_sample coordinates over the frame (1, H, W, 2)."""
         return ((p + 0.5) * (2.0 / FRAME) - 1.0).permute(0, 2, 3, 1)
+
+    @staticmethod
+    def _norm_grid(p, origin):
+        """Frame pixels (1, 2, H, W) -> grid_sample coordinates over the window's grid."""
+        size = torch.tensor([PATCH_W, PATCH_H], dtype=p.dtype).reshape(1, 2, 1, 1)
+        return ((p - origin + 0.5) * 2.0 / size - 1.0).permute(0, 2, 3, 1)
 
     def forward(self, motion, image, plate, rig_basis, rig_maps, rig_params):
         maps = dict(zip(MAPS, torch.split(rig_maps, 1, dim=1)))
@@ -80,10 +87,11 @@ class RenderModel(nn.Module):
         def ch(name):
             return motion[:, INDEX[name]].reshape(1, 1, 1, 1)
 
-        grid = self.grid
+        grid = torch.cat([maps["gx"], maps["gy"]], dim=1)  # (1, 2, GH, GW) frame pixels
+        origin = torch.cat([par("patch_x0"), par("patch_y0")], dim=1)
         # --- 1. expression --------------------------------------------------------------
         coef = torch.matmul(motion, self.basis_mat)  # (1, NB)
-        disp = torch.matmul(coef, rig_basis).reshape(1, 2, GRID, GRID)
+        disp = torch.matmul(coef, rig_basis).reshape(1, 2, GRID_H, GRID_W)
 
         # Mouth: knots along the mouth's vertical axis. The knots are evaluated at the grid
         # point, the coordinate after the smooth expression moved it (knots vary slowly
@@ -166,7 +174,7 @@ class RenderModel(nn.Module):
             disp_eyes = disp_eyes + (eb_src - eb) * e_ey
 
         src = grid - disp + disp_mouth + disp_eyes  # (1, 2, G, G) photo pixels
-        stack = torch.cat([src, inner, colour], dim=1)  # (1, 6, G, G)
+        stack = torch.cat([src, inner, colour, maps["alpha"]], dim=1)  # (1, 7, GH, GW)
 
         # --- 2. head pose -----------------------------------------------------------------
         deg = math.pi / 180.0
@@ -182,20 +190,24 @@ class RenderModel(nn.Module):
         x3 = x1 * torch.cos(roll) - y2 * torch.sin(roll)
         y3 = x1 * torch.sin(roll) + y2 * torch.cos(roll)
         fwd = torch.cat([px + scale * x3 + ch("headX"), py + scale * y3 + ch("headY")], dim=1)
-        head_disp = maps["head"] * (fwd - grid)  # forward displacement, (1, 2, G, G)
+        head_disp = maps["head"] * (fwd - grid)  # forward displacement, (1, 2, GH, GW)
         q = grid - head_disp
         for _ in range(HEAD_ITERATIONS):
-            q = grid - F.grid_sample(head_disp, self._norm(q), mode="bilinear", padding_mode="border",
-                                     align_corners=False)
-        warped_stack = F.grid_sample(stack, self._norm(q), mode="bilinear", padding_mode="border",
+            q = grid - F.grid_sample(head_disp, self._norm_grid(q, origin), mode="bilinear",
+                                     padding_mode="border", align_corners=False)
+        warped_stack = F.grid_sample(stack, self._norm_grid(q, origin), mode="bilinear", padding_mode="border",
                                      align_corners=False)
 
+        # Background shows through only where the head moved: a still frame is the photo itself.
+        moved = torch.clamp(torch.sqrt(((grid - q) ** 2).sum(dim=1, keepdim=True) + 1e-6) / 1.5, 0.0, 1.0)
+        person = 1.0 - moved * (1.0 - warped_stack[:, 6:7])
+
         # --- 3. full resolution -------------------------------------------------------------
-        full = F.interpolate(warped_stack, scale_factor=FRAME // GRID, mode="bilinear", align_corners=False)
-        src_full, inner_full, colour_full = full[:, 0:2], full[:, 2:3], full[:, 3:6]
-        sampled = F.grid_sample(image, self._norm(src_full), mode="bilinear", padding_mode="border",
-                                align_corners=False)
-        rgb, alpha = sampled[:, 0:3], sampled[:, 3:4]
+        full = F.interpolate(torch.cat([warped_stack[:, 0:6], person], dim=1), scale_factor=CELL, mode="bilinear",
+                             align_corners=False)
+        src_full, inner_full, colour_full, alpha = full[:, 0:2], full[:, 2:3], full[:, 3:6], full[:, 6:7]
+        rgb = F.grid_sample(image, self._norm_frame(src_full), mode="bilinear", padding_mode="border",
+                            align_corners=False)
         out = plate + alpha * (rgb - plate)
         out = out + inner_full * (colour_full - out)
         frame = torch.clamp(out * 255.0 + 0.5, 0.0, 255.0).to(torch.uint8)
@@ -207,8 +219,8 @@ def example_inputs(n_basis: int = len(BASIS)) -> tuple[torch.Tensor, ...]:
     from runtime.channels import N_MOTION
     from vcam.rig_layout import PARAMS
 
-    return (torch.zeros(1, N_MOTION), torch.zeros(1, 4, FRAME, FRAME), torch.zeros(1, 3, FRAME, FRAME),
-            torch.zeros(n_basis, 2 * GRID * GRID), torch.zeros(1, len(MAPS), GRID, GRID),
+    return (torch.zeros(1, N_MOTION), torch.zeros(1, 3, FRAME, FRAME), torch.zeros(1, 3, PATCH_H, PATCH_W),
+            torch.zeros(n_basis, 2 * GRID_H * GRID_W), torch.zeros(1, len(MAPS), GRID_H, GRID_W),
             torch.zeros(1, len(PARAMS)))
 
 
