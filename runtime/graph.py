@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +52,24 @@ def available_providers() -> list[str]:
 
     have = ort.get_available_providers()
     return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in have]
+
+
+def gpu_present() -> bool:
+    """Whether an NVIDIA driver is visible (device nodes on Linux, the driver DLL on Windows)."""
+    if sys.platform.startswith("linux"):
+        return os.path.exists("/dev/nvidiactl") or os.path.exists("/proc/driver/nvidia/version")
+    if sys.platform == "win32":
+        return os.path.exists(os.path.join(os.environ.get("SystemRoot", r"C:\Windows"), "System32", "nvcuda.dll"))
+    return False
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        log.warning("%s", message)
 
 
 def _specs(entries: list[dict]) -> tuple[TensorSpec, ...]:
@@ -113,18 +132,23 @@ class OnnxGraph:
         want = provider.lower()
         if want not in ("auto", "cpu", "cuda"):
             raise GraphError(f"execution provider must be 'auto', 'cpu' or 'cuda', got {provider!r}")
+        # "auto" tries CUDA only where an NVIDIA driver is present; elsewhere it is no failure.
+        if want == "auto" and not gpu_present():
+            want = "cpu"
         if want in ("auto", "cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
             try:
+                ort.set_default_logger_severity(4)  # the failure is reported once, below
                 sess = ort.InferenceSession(path, opts, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
                 if sess.get_providers()[0] == "CUDAExecutionProvider":
                     return sess, "CUDAExecutionProvider"
                 reason = "CUDA provider did not load (CUDA/cuDNN libraries missing?)"
             except Exception as e:  # noqa: BLE001 - any provider failure falls back to the CPU
                 reason = f"{type(e).__name__}: {e}".splitlines()[0]
+            finally:
+                ort.set_default_logger_severity(3)
             if want == "cuda":
                 raise GraphError(f"{self.name} graph: CUDA execution provider requested but {reason}")
-            if want == "auto":
-                log.debug("%s graph: CUDA unavailable (%s); using the CPU", self.name, reason)
+            _warn_once(f"CUDA execution provider failed ({reason}); running on the CPU")
         elif want == "cuda":
             raise GraphError(f"{self.name} graph: CUDA execution provider requested but this onnxruntime has none")
         try:

@@ -41,6 +41,7 @@ def render_file(photo, audio, out, *, settings, emotion: str, intensity: float, 
     from vcam.audio_file import load_audio
     from vcam.avatar import load_avatar
     from vcam.sinks.mp4 import Mp4Sink
+    from vcam.sinks.threaded import ThreadedSink
 
     timer = timer or StageTimer(STAGES)
     threads = settings.engine.threads
@@ -64,8 +65,8 @@ def render_file(photo, audio, out, *, settings, emotion: str, intensity: float, 
     rows = np.zeros((n_frames, 1 + len(MOTION)), np.float32) if motion_csv else None
     with MotionStage(fps=fps, seed=seed, provider=provider, threads=threads) as motion_stage, \
             RenderStage(avatar, provider=provider, threads=threads) as render_stage, \
-            Mp4Sink(out, fps=fps, audio=pcm48, audio_rate=48000, crf=settings.render.crf,
-                    preset=settings.render.preset) as sink:
+            ThreadedSink(Mp4Sink(out, fps=fps, audio=pcm48, audio_rate=48000, crf=settings.render.crf,
+                                 preset=settings.render.preset)) as sink:
         window = motion_stage.mel_buffer  # (n_mels, W) float32, bound to the graph
         n_mels, width = window.shape
         # mel frame k is row k + width; rows before the start and past the end read as silence
@@ -76,7 +77,7 @@ def render_file(photo, audio, out, *, settings, emotion: str, intensity: float, 
             progress.update(0, n_frames)
         dt = 1.0 / fps
         for i in range(n_frames):
-            t_s = i * dt
+            t_s = (i + 0.5) * dt  # the middle of the frame's display interval
             t0 = time.perf_counter_ns()
             start = min(max(motion_stage.frame_window_end(t_s) + 1, 0), last_start)
             window[...] = padded[start:start + width].T
@@ -101,5 +102,8 @@ def render_file(photo, audio, out, *, settings, emotion: str, intensity: float, 
                 f.write(motion_csv_header() + "\n")
                 np.savetxt(f, rows, delimiter=",", fmt="%.5g")
     if csv_tmp is not None:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(csv_tmp, 0o666 & ~umask)
         os.replace(csv_tmp, motion_csv)
     return n_frames

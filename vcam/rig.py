@@ -249,7 +249,8 @@ def build_rig(image: np.ndarray, landmarks: np.ndarray, person_mask: np.ndarray,
         center, radius = _iris(L, iris_idx, origin)
         radius = radius if radius > 0.5 else 0.22 * half
         upper, lower, ea, eb = geo
-        inside = (_smoothstep(upper - 0.5, upper + 1.5, eb) * _smoothstep(-lower - 0.5, -lower + 1.5, -eb)
+        soft = 0.3 * np.maximum(lower - upper, 1.0) + 1.0  # the iris slides under the lids
+        inside = (_smoothstep(upper - 0.5, upper + soft, eb) * _smoothstep(-lower - 0.5, -lower + soft, -eb)
                   * _smoothstep(-half, -0.7 * half, -np.abs(ea)))
         w = np.exp(-((gx - center[0]) ** 2 + (gy - center[1]) ** 2) / (2 * (1.6 * radius) ** 2)) * inside
         basis["gaze" + side + "x"] = np.stack([w * 0.5 * half, w * 0.0])
@@ -266,9 +267,9 @@ def build_rig(image: np.ndarray, landmarks: np.ndarray, person_mask: np.ndarray,
     margin = 24.0
     for lo, hi, coord in ((x0, x0 + PATCH_W, gx), (y0, y0 + PATCH_H, gy)):
         if lo > 0:
-            head = head * _smoothstep(lo, lo + margin, coord)
+            head = head * _smoothstep(lo + 2.0, lo + margin, coord)
         if hi < FRAME:
-            head = head * (1.0 - _smoothstep(hi - margin, hi, coord))
+            head = head * (1.0 - _smoothstep(hi - margin, hi - 2.0, coord))
     rz = 0.55 * face_w
     depth = rz * np.sqrt(np.clip(1.0 - np.minimum(r, 1.0) ** 2, 0.0, 1.0))
     # Face detail from the mesh's own depth (smaller z = nearer), splatted onto the grid.
