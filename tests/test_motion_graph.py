@@ -1,0 +1,241 @@
+"""The motion graph: ONNX equals torch, and the motion it makes is right.
+
+Mouth closed and still in silence, open on speech, full closure on P/B/M, natural blink
+rate, bounded smooth head motion that never freezes, determinism, no per-step allocation.
+"""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from runtime import features as F
+from runtime.channels import INDEX, N_MOTION
+from runtime.motion import MotionStage, frame_window_end
+
+ASSETS = __import__("vcam.assets", fromlist=["ASSETS_DIR"]).ASSETS_DIR
+SPEECH = ASSETS / "en_ljspeech_LJ001-0001.wav"
+FPS = 25.0
+JAW = INDEX["jawOpen"]
+MOUTH = [INDEX[n] for n in ("jawOpen", "mouthClose", "mouthFunnel", "mouthPucker", "mouthStretchLeft",
+                            "mouthUpperUpLeft", "mouthLowerDownLeft", "mouthPressLeft")]
+
+
+@pytest.fixture(scope="module")
+def speech() -> np.ndarray:
+    a, sr = sf.read(SPEECH, dtype="float32")
+    return a[:, 0] if a.ndim == 2 else a
+
+
+def drive(stage: MotionStage, pcm: np.ndarray, fps: float = FPS, emotion=None, block: int = 0) -> np.ndarray:
+    """Step ``stage`` over ``pcm`` as a renderer would; returns ``(frames, 43)`` motion."""
+    n = int(len(pcm) / F.SAMPLE_RATE * fps)
+    stream = F.LogMelStream(capacity=256)
+    emo = np.zeros(37, np.float32) if emotion is None else emotion
+    out = np.zeros((n, N_MOTION), np.float32)
+    win = stage.mel_buffer
+    pushed = 0
+    for i in range(n):
+        end = stage.frame_window_end(i / fps)
+        need = min(len(pcm), (end + 1) * F.HOP)
+        if need > pushed:
+            stream.push(pcm[pushed:need])
+            pushed = need
+        stream.window(end, win)
+        out[i] = stage.step(win, emo, 1.0 / fps)
+    return out
+
+
+@pytest.fixture(scope="module")
+def stage():
+    s = MotionStage(fps=FPS, seed=3, provider="cpu", threads=1)
+    yield s
+    s.close()
+
+
+def test_manifest_contract(stage):
+    g = stage._graph
+    shapes = {s.name: s.shape for s in g.inputs + g.outputs}
+    w = stage.window_frames
+    assert shapes["mel"] == (1, F.N_MELS, w)
+    assert shapes["emotion"] == (1, 37)
+    assert shapes["dt"] == (1, 1)
+    assert shapes["motion"] == (1, N_MOTION)
+    assert shapes["state"] == shapes["state_out"] == (1, g.meta["state_size"])
+    assert shapes["noise"] == (1, g.meta["noise_size"])
+    assert g.meta["sample_rate"] == F.SAMPLE_RATE and g.meta["hop"] == F.HOP and g.meta["n_mels"] == F.N_MELS
+    assert 0 < stage.lookahead_ms <= 80
+
+
+def test_frame_window_end():
+    assert frame_window_end(0.0, 80) == 7
+    assert frame_window_end(0.04, 80) == 11
+    assert frame_window_end(1.0, 0) == 99
+    assert frame_window_end(1 / 3, 80) == 40
+
+
+def test_onnx_equals_torch(speech):
+    torch = pytest.importorskip("torch")
+    from vcam.graphs.export_motion import build_graph
+
+    graph = build_graph()
+    rng = np.random.default_rng(0)
+    mel_all = F.log_mel(speech)
+    with MotionStage(fps=FPS, seed=5, provider="cpu", threads=1) as st:
+        emo = np.zeros(37, np.float32)
+        emo[INDEX["mouthSmileLeft"]] = 0.4
+        tstate = torch.zeros(1, st._state.shape[1])
+        for i in range(60):
+            if i < 30:
+                win = rng.uniform(F.FLOOR, 0.5, (F.N_MELS, st.window_frames)).astype(np.float32)
+            else:
+                e = 100 + 4 * i
+                win = np.ascontiguousarray(mel_all[e - st.window_frames + 1: e + 1].T)
+            m = st.step(win, emo, 0.04).copy()
+            with torch.no_grad():
+                tm, tstate = graph(torch.from_numpy(win)[None], torch.from_numpy(emo)[None], tstate,
+                                   torch.from_numpy(st._noise.copy()), torch.full((1, 1), 0.04))
+            np.testing.assert_allclose(m, tm[0].numpy(), atol=2e-4, rtol=1e-4)
+            np.testing.assert_allclose(st._state[0], tstate[0].numpy(), atol=2e-4, rtol=1e-4)
+
+
+def test_silence_mouth_closed_and_still(stage):
+    stage.reset(1)
+    quiet = np.random.default_rng(0).standard_normal(16000 * 6).astype(np.float32) * 3e-4  # -70 dBFS hiss
+    m = drive(stage, quiet)
+    mouth = m[25:, MOUTH]
+    assert mouth.max() < 0.03, mouth.max(0)
+    assert np.abs(np.diff(mouth, axis=0)).max() < 0.01
+
+
+def test_speech_opens_jaw(stage, speech):
+    stage.reset(1)
+    m = drive(stage, speech)
+    jaw = m[:, JAW]
+    assert jaw.max() > 0.5
+    speaking = jaw[10:-10]
+    assert (speaking > 0.3).mean() > 0.2
+    assert (speaking < 0.1).mean() > 0.05  # it also closes between syllables
+    assert (m[:, :37] >= 0).all() and (m[:, :37] <= 1).all()
+
+
+def test_loud_and_quiet_speech_similar(stage, speech):
+    stage.reset(1)
+    base = drive(stage, speech)[:, JAW]
+    stage.reset(1)
+    quiet = drive(stage, speech * 0.1)[:, JAW]
+    stage.reset(1)
+    loud = drive(stage, np.clip(speech * 3.0, -1, 1))[:, JAW]
+    sl = slice(75, None)
+    for other in (quiet, loud):
+        assert np.corrcoef(base[sl], other[sl])[0, 1] > 0.8
+
+
+def test_bilabials_close_fully():
+    """espeak-ng "mama papa baba": the jaw shuts on every bilabial."""
+    lipdata = pytest.importorskip("vcam.graphs.lipdata")
+    try:
+        es = lipdata.Espeak()
+    except RuntimeError as e:
+        pytest.skip(str(e))
+    pcm, events = es.synth("mama, papa, baba, a map, a bob.", "en-us", rate=150)
+    x = lipdata._resample_to_16k(pcm, es.sample_rate)
+    x = np.concatenate([np.zeros(8000, np.float32), x * 0.3, np.zeros(8000, np.float32)])
+    with MotionStage(fps=30, seed=0, provider="cpu", threads=1) as st:
+        m = drive(st, x, fps=30)
+    times = np.arange(len(m)) / 30
+    bil = [(0.5 + s / es.sample_rate, 0.5 + (events[i + 1][1] if i + 1 < len(events) else len(pcm)) / es.sample_rate)
+           for i, (name, s) in enumerate(events) if name in ("m", "p", "b")]
+    assert len(bil) >= 8
+    closed = 0
+    for s, e in bil:
+        idx = np.where((times >= s - 0.04) & (times <= e + 0.04))[0]
+        jaw = m[idx, JAW]
+        shut = m[idx, INDEX["mouthClose"]] + m[idx, INDEX["mouthPressLeft"]]
+        closed += int(jaw.min() < 0.1 and shut.max() > 0.5)
+    assert closed >= len(bil) - 1, (closed, len(bil))
+    assert m[:, JAW].max() > 0.5  # and the "a"s open
+
+
+def test_blink_rate_and_shape():
+    with MotionStage(fps=FPS, seed=11, provider="cpu", threads=1) as st:
+        m = drive(st, np.zeros(16000 * 60, np.float32))
+    bl, br = m[:, INDEX["eyeBlinkLeft"]], m[:, INDEX["eyeBlinkRight"]]
+    np.testing.assert_array_equal(bl, br)
+    closed = bl > 0.5
+    blinks = int(np.sum(closed[1:] & ~closed[:-1]))
+    assert 10 <= blinks <= 25, blinks
+    assert bl.max() > 0.9
+    runs = np.diff(np.flatnonzero(np.diff(np.concatenate([[0], (bl > 0.05).astype(int), [0]]))))[::2]
+    assert runs.max() * 1000 / FPS <= 320  # each blink over in ~250 ms
+
+
+def test_head_idle_and_speech_bounds(stage, speech):
+    stage.reset(2)
+    idle = drive(stage, np.zeros(16000 * 20, np.float32))
+    yaw, pitch, roll = (idle[:, INDEX[n]] for n in ("headYaw", "headPitch", "headRoll"))
+    assert 0.2 < yaw.std() < 3.0 and pitch.std() > 0.1 and roll.std() > 0.05  # never frozen
+    assert np.abs(np.diff(yaw, 2)).max() < 0.2  # no shake
+    hy = idle[:, INDEX["headY"]]
+    assert 0.5 < hy.max() - hy.min() < 6
+    stage.reset(2)
+    talk = drive(stage, np.tile(speech, 2))
+    pose = talk[:, 37:]
+    assert np.abs(pose[:, 0]).max() <= 8 and np.abs(pose[:, 1]).max() <= 6 and np.abs(pose[:, 2]).max() <= 4
+    gaze = talk[:, INDEX["eyeLookUpLeft"]: INDEX["eyeLookOutRight"] + 1]
+    assert gaze.max() <= 0.15
+
+
+def test_emotion_added(stage, speech):
+    from runtime.emotion import load_emotion_presets
+
+    p = load_emotion_presets()
+    stage.reset(4)
+    m = drive(stage, speech[: 16000 * 4], emotion=p["happy"])
+    assert (m[:, INDEX["mouthSmileLeft"]] > 0.5).all()
+    assert m[:, JAW].max() > 0.4  # speech still moves the mouth
+    stage.reset(4)
+    m = drive(stage, np.zeros(16000 * 2, np.float32), emotion=p["surprised"])
+    assert m[-1, INDEX["eyeWideLeft"]] > 0.4 and abs(m[-1, JAW] - 0.15) < 0.03
+
+
+def test_deterministic(speech):
+    runs = []
+    for seed in (7, 7, 8):
+        with MotionStage(fps=FPS, seed=seed, provider="cpu", threads=1) as st:
+            runs.append(drive(st, speech[: 16000 * 5]))
+    np.testing.assert_array_equal(runs[0], runs[1])
+    assert not np.array_equal(runs[0], runs[2])
+
+
+def test_step_allocates_nothing(stage, speech):
+    stage.reset(0)
+    win = stage.mel_buffer
+    win[:] = F.log_mel(speech[:16000])[-stage.window_frames:].T
+    emo = np.zeros(37, np.float32)
+    for _ in range(20):
+        stage.step(win, emo, 0.04)
+    tracemalloc.start()
+    try:
+        snap0 = tracemalloc.take_snapshot()
+        for _ in range(300):
+            out = stage.step(win, emo, 0.04)
+        snap1 = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    grown = sum(st.size_diff for st in snap1.compare_to(snap0, "filename") if st.size_diff > 0)
+    assert grown < 4096, grown
+    assert out is stage.motion
+
+
+def test_close_idempotent():
+    st = MotionStage(fps=30, seed=None, provider="cpu")
+    st.close()
+    st.close()
+    from runtime.errors import GraphError
+
+    with pytest.raises(GraphError):
+        st.step(np.zeros((F.N_MELS, st.window_frames), np.float32), np.zeros(37, np.float32))
