@@ -14,3 +14,11 @@ SAMPLE_AUDIO = ASSETS_DIR / "en_ljspeech_LJ001-0001.wav"
 
 SAMPLE_OUT = Path("vcam-demo.mp4")
 """Where ``--sample`` writes when ``--out`` is not given (the current directory)."""
+
+EXTRA_PHOTOS = (
+    ASSETS_DIR / "photo_astronaut_eileen_collins.png",
+    ASSETS_DIR / "photo_abraham_lincoln_beard_bw.jpg",
+)
+"""More bundled portraits: NASA's Eileen Collins (open, smiling mouth with teeth; public domain,
+via scikit-image's data) and Abraham Lincoln by Alexander Gardner, 1863 (beard, black and
+white; public domain)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -113,6 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--photo", type=Path, metavar="P", help="portrait photo (default: the sample)")
     bench.add_argument("--audio", type=Path, metavar="A", help="speech recording (default: the sample)")
     bench.add_argument("--json", action="store_true", help="print results as JSON")
+    bench.add_argument("--lipsync", action="store_true",
+                       help="instead: render every speech clip of --media on the portraits and score lip sync")
+    bench.add_argument("--media", type=Path, metavar="DIR", default=Path("../shared/media/audio"),
+                       help="speech clips (*.wav with a .txt transcript) for --lipsync")
+    bench.add_argument("--eval-dir", type=Path, metavar="DIR", default=Path("../shared/eval"),
+                       help="the measuring tools (setup.sh, lipsync.py) for --lipsync")
     bench.set_defaults(run=_bench, subparser=bench)
     return parser
 
@@ -166,6 +173,13 @@ def _bench(args: argparse.Namespace) -> int:
     if args.audio is not None:
         _check_audio(args.audio)
     args.settings = load_settings(args.config)
+    if args.lipsync:
+        from vcam import assets, bench_lipsync
+
+        photos = [args.photo] if args.photo else [assets.SAMPLE_PHOTO, *assets.EXTRA_PHOTOS]
+        rows = bench_lipsync.run(photos, args.media, args.eval_dir, provider=args.provider or "cpu")
+        sys.stdout.write((json.dumps(rows, indent=2) if args.json else bench_lipsync.table(rows)) + "\n")
+        return EXIT_OK
     bench = importlib.import_module("vcam.bench")
     status = bench.main(args)
     return EXIT_OK if status is None else int(status)
