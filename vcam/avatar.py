@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import logging
 import os
 
 from vcam.rig import Avatar, build_rig
-
-log = logging.getLogger(__name__)
 
 
 def load_avatar(photo: str | os.PathLike, *, face_width_frac: float = 0.40, use_cache: bool = True) -> Avatar:
@@ -17,7 +14,5 @@ def load_avatar(photo: str | os.PathLike, *, face_width_frac: float = 0.40, use_
     """
     from vcam.enroll import enroll
 
-    portrait = enroll(photo, face_width_frac=face_width_frac, use_cache=use_cache)
-    if portrait.n_faces > 1:
-        log.warning("%d faces in %s; animating the largest", portrait.n_faces, photo)
+    portrait = enroll(photo, face_width_frac=face_width_frac, use_cache=use_cache)  # warns of several faces
     return build_rig(portrait.image, portrait.landmarks, portrait.person_mask, portrait.plate)

@@ -90,6 +90,8 @@ def enroll(photo: str | os.PathLike, *, face_width_frac: float = 0.40, use_cache
     if path is not None:
         hit = _load_cached(path, source, sha)
         if hit is not None:
+            if hit.n_faces > 1:
+                log.warning("%d faces in %s; animating the largest", hit.n_faces, source)
             return hit
     t0 = time.perf_counter()
     portrait = _enroll_uncached(data, source, sha, face_width_frac)
