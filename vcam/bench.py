@@ -115,7 +115,7 @@ def bench_end_to_end(photo, audio, *, provider: str) -> dict:
 
 
 def main(args) -> int:
-    from runtime.graph import available_providers
+    from runtime.graph import available_providers, gpu_present
     from vcam import assets
 
     photo = args.photo or assets.SAMPLE_PHOTO
@@ -125,6 +125,8 @@ def main(args) -> int:
     wanted = args.provider or "all"
     providers = {"CPUExecutionProvider": "cpu", "CUDAExecutionProvider": "cuda"}
     names = [providers[p] for p in available_providers() if p in providers]
+    if not gpu_present():  # the CUDA build's provider is listed even where no GPU is
+        names = [n for n in names if n != "cuda"]
     if wanted != "all" and wanted != "auto":
         names = [n for n in names if n == wanted]
     results = {"machine": machine_line(), "frames": frames, "providers": {}}

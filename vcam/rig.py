@@ -159,15 +159,24 @@ def _eye_maps(L, image, gx, gy, maps, params, prefix, left_idx, right_idx, upper
     bot = lower + max(0.9 * gap_c, 0.35 * half_w)
     for name, arr in (("b", b), ("St", top), ("Sue", upper), ("Sle", lower), ("Sbt", bot)):
         maps[MAP_INDEX[prefix + name]] = arr
-    # Closed-lid colour: the skin between the brow and the lid crease, darkest pixels left out.
-    ii, jj = np.nonzero((b > top + 0.15 * (upper - top)) & (b < upper - 0.55 * (upper - top))
-                        & (np.abs(a) < 0.7 * half_w))
+    # Closed-lid colour: the lit skin around the eye. Above the lid (between crease and brow)
+    # and below it (the top of the cheek), the brighter half of each band; the brighter band
+    # wins (deep-set eyes have a shadowed upper band), slightly shaded as a lid is.
+    h = np.maximum(lower - upper, 0.25 * half_w)
+    bands = ((b > top + 0.15 * (upper - top)) & (b < upper - 0.55 * (upper - top)),
+             (b > lower + 0.4 * h) & (b < lower + 1.2 * h))
     colour = np.full(3, 0.6, np.float32)
-    if ii.size >= 4:
+    best = -1.0
+    for band in bands:
+        ii, jj = np.nonzero(band & (np.abs(a) < 0.7 * half_w))
+        if ii.size < 4:
+            continue
         py_, px_ = np.round(gy[ii, jj]).astype(int), np.round(gx[ii, jj]).astype(int)
         px = image[np.clip(py_, 0, FRAME - 1), np.clip(px_, 0, FRAME - 1)].astype(np.float32) / 255.0
         lum = px.mean(axis=1)
-        colour = np.median(px[lum >= np.median(lum)], axis=0)
+        c = np.median(px[lum >= np.median(lum)], axis=0)
+        if float(c.mean()) > best:
+            best, colour = float(c.mean()), c * 0.88
     for k, ch in enumerate("rgb"):
         params[PARAM_INDEX[f"{prefix}lid_{ch}"]] = float(colour[k])
     params[PARAM_INDEX[prefix + "_eyx"]], params[PARAM_INDEX[prefix + "_eyy"]] = ey
@@ -298,11 +307,11 @@ def build_rig(image: np.ndarray, landmarks: np.ndarray, person_mask: np.ndarray,
     maps[MAP_INDEX["depth"]] = np.maximum(depth + detail, 0.0)
     params[PARAM_INDEX["pivot_x"]], params[PARAM_INDEX["pivot_y"]] = face_c
 
-    _mouth_colours(image, L, params, gap_c)
+    sealed = _mouth_colours(image, L, params, gap_c)
 
     maps[MAP_INDEX["alpha"]] = cv2.remap(np.ascontiguousarray(person_mask, np.float32), gx, gy, cv2.INTER_LINEAR,
                                          borderMode=cv2.BORDER_REPLICATE)
-    img = np.ascontiguousarray(image.transpose(2, 0, 1)[None], dtype=np.float32) / np.float32(255.0)
+    img = np.ascontiguousarray(sealed.transpose(2, 0, 1)[None], dtype=np.float32) / np.float32(255.0)
     pl = plate[y0:y0 + PATCH_H, x0:x0 + PATCH_W].transpose(2, 0, 1)[None]
     pl = np.ascontiguousarray(pl, dtype=np.float32) / np.float32(255.0)
     return Avatar(image=img, plate=pl, rig_basis=np.ascontiguousarray(rig_basis), rig_maps=np.ascontiguousarray(maps[None]),
@@ -310,7 +319,13 @@ def build_rig(image: np.ndarray, landmarks: np.ndarray, person_mask: np.ndarray,
 
 
 def _mouth_colours(image, L, params, gap_c):
-    """Teeth, cavity and tongue colours from the photo (greyscale photos stay grey)."""
+    """Teeth, cavity and tongue colours from the photo (greyscale photos stay grey).
+
+    Returns the photo with an open mouth's inside painted a dark lip colour: the render
+    graph draws every mouth interior itself, and where lips that were apart are pressed
+    together, the few pixels sampled across the seam then read as the lips' dark line
+    instead of the photo's teeth.
+    """
     img = image.astype(np.float32) / 255.0
     import cv2
 
@@ -341,3 +356,12 @@ def _mouth_colours(image, L, params, gap_c):
     for name, c in (("teeth", teeth), ("cavity", cavity), ("tongue", tongue)):
         for k, ch in enumerate("rgb"):
             params[PARAM_INDEX[f"{name}_{ch}"]] = float(c[k])
+    if gap_c < 1.5 or not gap_mask.any():
+        return image
+    seam = lip * 0.6
+    if grey:
+        seam = np.full(3, float(seam.mean()), np.float32)
+    inside = gap_mask > 0
+    sealed = image.copy()
+    sealed[inside] = np.clip(seam * 255.0, 0, 255).astype(np.uint8)
+    return sealed

@@ -123,8 +123,8 @@ class RenderModel(nn.Module):
         gap_here = tll - tul
         inner = torch.clamp(torch.minimum(d_top, d_bot) / 1.5, 0.0, 1.0)
         # Where the photo's open lips are pressed shut, a dark seam hides the skipped gap.
-        seam = (torch.clamp(src_gap - gap_here, 0.0, 2.0) / 2.0) * torch.clamp(1.5 - torch.abs(d_top) / 1.5, 0.0, 1.0)
-        inner = torch.maximum(inner, seam)
+        seam = (torch.clamp(src_gap - gap_here, 0.0, 2.0) / 2.0) * torch.clamp(1.0 - torch.abs(d_top), 0.0, 1.0)
+        inner = torch.maximum(inner, 0.6 * seam)
         g_jaw_raw = jaw * 0.95 * jaw_px
         upper_edge = line + 0.02 * jaw_px * prof  # upper incisors, fixed to the skull
         lower_edge = line + ((1.0 - uf) * g_jaw_raw - 0.05 * jaw_px) * prof  # lower incisors, on the jaw
@@ -161,14 +161,14 @@ class RenderModel(nn.Module):
             tue = torch.minimum(tue, tle)
             eb_src = piecewise(eb, (st, tue, tle, sbt), (st, sue, sle, sbt))
             closing = torch.clamp((tue - sue) / torch.clamp(gap, min=1.0), 0.0, 1.0)
-            reach = 0.35 * (sue - st) + 1.0  # the cover fades in over the lower lid skin
+            reach = 0.9 * (sue - st) + 1.0  # the cover fades in over the lid skin above
             cover = (closing * _smooth01((eb - sue + reach) / reach)
                      * torch.clamp(tue - eb + 0.5, 0.0, 1.0))
             lash = closing * torch.clamp(1.0 - torch.abs(eb - tue) / 1.5, 0.0, 1.0)
             lid = torch.cat([par(p + "lid_r"), par(p + "lid_g"), par(p + "lid_b")], dim=1)
             lid_shaded = lid * (0.80 + 0.20 * _smooth01((tue - eb) / 4.0))
             lid_shaded = lid_shaded + lash * (0.3 * lid - lid_shaded)
-            alpha = 0.95 * torch.maximum(cover, lash)
+            alpha = 0.85 * torch.maximum(cover, lash)
             colour = torch.where(alpha > 0.0, lid_shaded, colour)
             inner = torch.maximum(inner, alpha)
             disp_eyes = disp_eyes + (eb_src - eb) * e_ey
