@@ -14,22 +14,9 @@ from vcam import landmarks as lm
 
 torch = pytest.importorskip("torch")
 
-ASSETS = __import__("vcam.assets", fromlist=["ASSETS_DIR"]).ASSETS_DIR
-PHOTOS = {
-    "painting": ASSETS / "painting_thomas_jefferson_rembrandt_peale.jpg",
-    "astronaut": ASSETS / "photo_astronaut_eileen_collins.png",
-    "beard_bw": ASSETS / "photo_abraham_lincoln_beard_bw.jpg",
-}
-
-
 @pytest.fixture(scope="module")
-def avatars(tmp_path_factory):
-    import os
-
-    os.environ["VCAM_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
-    from vcam.avatar import load_avatar
-
-    return {name: load_avatar(path) for name, path in PHOTOS.items()}
+def avatars(sample_avatars):
+    return sample_avatars
 
 
 @pytest.fixture(scope="module")
@@ -112,12 +99,10 @@ def test_onnx_equals_torch(avatars):
         assert diff.mean() < 0.05 and np.percentile(diff, 99.9) <= 2
 
 
-def test_rest_pose_reproduces_the_photo(avatars, stage_factory):
-    from vcam.enroll import enroll
-
+def test_rest_pose_reproduces_the_photo(avatars, stage_factory, sample_portraits):
     stage = stage_factory(avatars["painting"])
     frame = stage.render(motion()).astype(np.float32)
-    photo = enroll(PHOTOS["painting"]).image.astype(np.float32)
+    photo = sample_portraits["painting"].image.astype(np.float32)
     assert np.abs(frame - photo).mean() < 1.5
 
 

@@ -5,36 +5,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vcam.assets import ASSETS_DIR
 from vcam.rig_layout import BASIS, GRID_H, GRID_W, MAP_INDEX, MAPS, PARAM_INDEX, PARAMS, PATCH_H, PATCH_W
 
-PHOTOS = {
-    "painting": ASSETS_DIR / "painting_thomas_jefferson_rembrandt_peale.jpg",
-    "astronaut": ASSETS_DIR / "photo_astronaut_eileen_collins.png",
-    "beard_bw": ASSETS_DIR / "photo_abraham_lincoln_beard_bw.jpg",
-}
+PHOTOS = ("painting", "astronaut", "beard_bw")
 
 
 @pytest.fixture(scope="module")
-def rigs(tmp_path_factory):
-    import os
-
-    os.environ["VCAM_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
-    from vcam.enroll import enroll
-    from vcam.rig import build_rig
-
-    out = {}
-    for name, path in PHOTOS.items():
-        p = enroll(path)
-        out[name] = (p, build_rig(p.image, p.landmarks, p.person_mask, p.plate))
-    return out
+def rigs(sample_portraits, sample_avatars):
+    return {name: (sample_portraits[name], sample_avatars[name]) for name in PHOTOS}
 
 
 def _map(avatar, name):
     return avatar.rig_maps[0, MAP_INDEX[name]]
 
 
-@pytest.mark.parametrize("name", list(PHOTOS))
+@pytest.mark.parametrize("name", PHOTOS)
 def test_shapes_and_dtypes(name, rigs):
     _, av = rigs[name]
     assert av.image.shape == (1, 3, 512, 512) and av.image.dtype == np.float32
@@ -49,7 +34,7 @@ def test_shapes_and_dtypes(name, rigs):
     assert 0 <= x0 <= 512 - PATCH_W and 0 <= y0 <= 512 - PATCH_H
 
 
-@pytest.mark.parametrize("name", list(PHOTOS))
+@pytest.mark.parametrize("name", PHOTOS)
 def test_the_moving_window_holds_the_face(name, rigs):
     portrait, av = rigs[name]
     x0, y0 = av.patch_origin
@@ -58,7 +43,7 @@ def test_the_moving_window_holds_the_face(name, rigs):
     assert face[:, 1].min() > y0 and face[:, 1].max() < y0 + PATCH_H - 20
 
 
-@pytest.mark.parametrize("name", list(PHOTOS))
+@pytest.mark.parametrize("name", PHOTOS)
 def test_mouth_knots_are_ordered(name, rigs):
     _, av = rigs[name]
     sa, sul, sll, sch, sb = (_map(av, k) for k in ("mSa", "mSul", "mSll", "mSch", "mSb"))
@@ -67,7 +52,7 @@ def test_mouth_knots_are_ordered(name, rigs):
     assert prof.max() == pytest.approx(1.0, abs=0.05) and prof.min() == 0.0
 
 
-@pytest.mark.parametrize("name", list(PHOTOS))
+@pytest.mark.parametrize("name", PHOTOS)
 def test_eye_knots_are_ordered(name, rigs):
     _, av = rigs[name]
     for p in "rl":
@@ -81,7 +66,7 @@ def test_open_mouth_photo_has_a_lip_gap(rigs):
     assert rigs["painting"][1].rig_params[0, PARAM_INDEX["src_gap_px"]] == 0.0
 
 
-@pytest.mark.parametrize("name", list(PHOTOS))
+@pytest.mark.parametrize("name", PHOTOS)
 def test_head_weight_is_zero_at_the_window_edge(name, rigs):
     _, av = rigs[name]
     x0, y0 = av.patch_origin
@@ -94,7 +79,7 @@ def test_head_weight_is_zero_at_the_window_edge(name, rigs):
     assert head[-1, :].max() < 1e-3  # the shoulders at the bottom never move with the head
 
 
-@pytest.mark.parametrize("name", list(PHOTOS))
+@pytest.mark.parametrize("name", PHOTOS)
 def test_basis_fields_are_local_and_do_not_fold(name, rigs):
     _, av = rigs[name]
     fields = av.rig_basis.reshape(len(BASIS), 2, GRID_H, GRID_W)

@@ -1,0 +1,34 @@
+"""Shared fixtures: the bundled sample portraits, enrolled once per test session."""
+
+from __future__ import annotations
+
+import pytest
+
+from vcam.assets import ASSETS_DIR
+
+SAMPLE_PHOTOS = {
+    "painting": ASSETS_DIR / "painting_thomas_jefferson_rembrandt_peale.jpg",
+    "astronaut": ASSETS_DIR / "photo_astronaut_eileen_collins.png",
+    "beard_bw": ASSETS_DIR / "photo_abraham_lincoln_beard_bw.jpg",
+}
+
+
+@pytest.fixture(scope="session")
+def sample_portraits(tmp_path_factory):
+    """``{name: Portrait}`` for the three bundled portraits (a private avatar cache)."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("VCAM_CACHE_DIR", str(tmp_path_factory.mktemp("portrait-cache")))
+    from vcam.enroll import enroll
+
+    try:
+        yield {name: enroll(path) for name, path in SAMPLE_PHOTOS.items()}
+    finally:
+        patch.undo()
+
+
+@pytest.fixture(scope="session")
+def sample_avatars(sample_portraits):
+    """``{name: Avatar}``: the rig of each sample portrait."""
+    from vcam.rig import build_rig
+
+    return {name: build_rig(p.image, p.landmarks, p.person_mask, p.plate) for name, p in sample_portraits.items()}
