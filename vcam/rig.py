@@ -358,7 +358,7 @@ def _mouth_colours(image, L, params, gap_c):
             params[PARAM_INDEX[f"{name}_{ch}"]] = float(c[k])
     if gap_c < 1.5 or not gap_mask.any():
         return image
-    seam = lip * 0.6
+    seam = lip * 0.75
     if grey:
         seam = np.full(3, float(seam.mean()), np.float32)
     inside = gap_mask > 0

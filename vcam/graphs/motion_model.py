@@ -157,6 +157,7 @@ class MotionGraph(nn.Module):
         self.register_buffer("lip_map", lip_map)
         # lip channels that open the lips (cleared while the lips are shut)
         self.register_buffer("lip_opening", torch.tensor([[1.0, 0.0, 1.0, 0.0, 0.0, 1.0, 1.0, 0.0]]))
+        self.register_buffer("close_only", torch.tensor([[0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]]))
         # eyes: blink, look +x (subject's left), -x, +y (up), -y (down)
         eye_map = torch.zeros(5, nb)
         eye_map[0, INDEX["eyeBlinkLeft"]] = eye_map[0, INDEX["eyeBlinkRight"]] = 1.0
@@ -197,6 +198,9 @@ class MotionGraph(nn.Module):
         # lips that close win over a jaw still on its way down: a full closure on P/B/M
         shut = _smoothstep((_col(lip, 1) - 0.15) * (1.0 / 0.35))
         lip_out = lip * (1.0 - shut * self.lip_opening)
+        # mouthClose is reported only while the lips are shut: a closure still fading after
+        # a P/B/M must not hold the next vowel's lips together (ARKit: lips closed, jaw open)
+        lip_out = lip_out * (1.0 - self.close_only * (1.0 - shut))
 
         # ---- voice envelope (display-time frames of the window)
         c = WINDOW - LOOKAHEAD_FRAMES

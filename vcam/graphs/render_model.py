@@ -124,7 +124,7 @@ class RenderModel(nn.Module):
         inner = torch.clamp(torch.minimum(d_top, d_bot) / 1.5, 0.0, 1.0)
         # Where the photo's open lips are pressed shut, a dark seam hides the skipped gap.
         seam = (torch.clamp(src_gap - gap_here, 0.0, 2.0) / 2.0) * torch.clamp(1.0 - torch.abs(d_top), 0.0, 1.0)
-        inner = torch.maximum(inner, 0.6 * seam)
+        inner = torch.maximum(inner, 0.4 * seam)
         g_jaw_raw = jaw * 0.95 * jaw_px
         upper_edge = line + 0.02 * jaw_px * prof  # upper incisors, fixed to the skull
         lower_edge = line + ((1.0 - uf) * g_jaw_raw - 0.05 * jaw_px) * prof  # lower incisors, on the jaw
