@@ -174,3 +174,21 @@ def test_render_stage_swaps_avatar_in_place(avatars, stage_factory):
     b = stage.render(motion())
     assert b is frame  # the same preallocated output buffer
     assert np.abs(a.astype(int) - b.astype(int)).mean() > 10
+
+
+def test_render_allocates_nothing_per_frame(avatars, stage_factory):
+    import tracemalloc
+
+    stage = stage_factory(avatars["painting"])
+    m = motion(jawOpen=0.3, headYaw=4.0)
+    for _ in range(5):
+        stage.render(m)
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    for i in range(100):
+        m[INDEX["jawOpen"]] = (i % 10) / 10
+        stage.render(m)
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    grown = sum(d.size_diff for d in after.compare_to(before, "filename") if d.size_diff > 0)
+    assert grown < 16 * 1024, f"{grown} bytes allocated over 100 frames"
