@@ -98,9 +98,13 @@ def render_file(photo, audio, out, *, settings, emotion: str, intensity: float, 
         if motion_csv:
             csv_path = Path(motion_csv)
             fd, csv_tmp = tempfile.mkstemp(prefix=".vcam-", suffix=".csv", dir=csv_path.parent or Path("."))
-            with os.fdopen(fd, "w") as f:
-                f.write(motion_csv_header() + "\n")
-                np.savetxt(f, rows, delimiter=",", fmt="%.5g")
+            try:
+                with os.fdopen(fd, "w") as f:
+                    f.write(motion_csv_header() + "\n")
+                    np.savetxt(f, rows, delimiter=",", fmt="%.5g")
+            except BaseException:
+                os.unlink(csv_tmp)
+                raise
     if csv_tmp is not None:
         umask = os.umask(0)
         os.umask(umask)
