@@ -5,9 +5,9 @@ reads it, ``--motion-out`` writes it as CSV columns.
 
 Blendshapes follow Apple ARKit names and are in ``0..1``. As in ARKit, *Left*/*Right* mean the
 subject's own left/right (the subject's left eye is on the image's right side).
-Head pose: ``headYaw`` (positive turns the face toward the image's left, i.e. the subject's
-right... see ``runtime/render`` docs), ``headPitch`` (positive looks up), ``headRoll``
-(positive tilts the head toward the image's right, clockwise on screen) in degrees;
+Head pose in degrees: ``headYaw`` positive turns the face toward the image's right (the
+subject's left), ``headPitch`` positive looks up, ``headRoll`` positive tilts the head
+clockwise on screen (its top toward the image's right);
 ``headX``/``headY`` translation in pixels of the 512x512 output (+x right, +y down);
 ``headZ`` relative scale change (0.02 = head 2 % larger, i.e. closer).
 """
