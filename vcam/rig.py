@@ -107,9 +107,8 @@ def _mouth_maps(L, gx, gy, maps, params, face_h):
     lower = _profile(L[list(lm.LIPS_INNER_LOWER), :2], origin, ex, ey, a)
     gap = np.maximum(lower - upper, 0.0)
     center_a = np.array([0.0], np.float32)
-    gap_c = float(np.maximum(
-        _profile(L[list(lm.LIPS_INNER_LOWER), :2], origin, ex, ey, center_a)
-        - _profile(L[list(lm.LIPS_INNER_UPPER), :2], origin, ex, ey, center_a), 0.0)[0])
+    upper_c = float(_profile(L[list(lm.LIPS_INNER_UPPER), :2], origin, ex, ey, center_a)[0])
+    gap_c = max(float(_profile(L[list(lm.LIPS_INNER_LOWER), :2], origin, ex, ey, center_a)[0]) - upper_c, 0.0)
     if gap_c < 1.5:  # a closed mouth: one lip line, no sliver of a gap
         mid = (upper + lower) / 2
         upper, lower, gap, gap_c = mid, mid, np.zeros_like(mid), 0.0
@@ -126,7 +125,7 @@ def _mouth_maps(L, gx, gy, maps, params, face_h):
     taper = np.clip(1.0 - (a / half_jaw) ** 2, 0.0, 1.0) ** 0.8
     sub = L[lm.SUBNASALE, :2]
     d_sn = float(abs((sub[0] - origin[0]) * ey[0] + (sub[1] - origin[1]) * ey[1]))
-    line_c = float(line[np.unravel_index(np.argmin(np.abs(a) + np.abs(b)), a.shape)])
+    line_c = upper_c + upper_frac * gap_c
     chin_c = float(_profile(jaw_pts, origin, ex, ey, center_a)[0])
     top = np.minimum(line - 0.75 * d_sn, upper - 2.0)
     chin = np.maximum(chin, lower + 4.0)
@@ -140,7 +139,7 @@ def _mouth_maps(L, gx, gy, maps, params, face_h):
     params[PARAM_INDEX["lip_down_px"]] = 0.14 * width
     params[PARAM_INDEX["src_gap_px"]] = gap_c
     params[PARAM_INDEX["upper_frac"]] = upper_frac
-    return origin, width, gap_c, (upper, lower, a, b)
+    return width, gap_c
 
 
 def _eye_maps(L, image, gx, gy, maps, params, prefix, left_idx, right_idx, upper_idx, lower_idx, brow_idx):
@@ -214,7 +213,7 @@ def build_rig(image: np.ndarray, landmarks: np.ndarray, person_mask: np.ndarray,
     params[PARAM_INDEX["patch_x0"]], params[PARAM_INDEX["patch_y0"]] = x0, y0
     maps[MAP_INDEX["gx"]], maps[MAP_INDEX["gy"]] = gx, gy
 
-    m_origin, m_width, gap_c, (m_up, m_lo, m_a, m_b) = _mouth_maps(L, gx, gy, maps, params, face_h)
+    m_width, gap_c = _mouth_maps(L, gx, gy, maps, params, face_h)
     r_origin, r_half, r_geo = _eye_maps(L, image, gx, gy, maps, params, "r", lm.RIGHT_EYE_OUTER, lm.RIGHT_EYE_INNER,
                                         lm.RIGHT_EYE_UPPER, lm.RIGHT_EYE_LOWER, lm.RIGHT_BROW_LOWER)
     l_origin, l_half, l_geo = _eye_maps(L, image, gx, gy, maps, params, "l", lm.LEFT_EYE_INNER, lm.LEFT_EYE_OUTER,
