@@ -53,8 +53,7 @@ class RenderStage:
         self._graph.bind_input("motion", self._motion)
         self._patch = self._graph.output("patch")
         self._frame = np.zeros((512, 512, 3), np.uint8)
-        self._window = self._frame[0:1, 0:1]
-        self.set_avatar(avatar)
+        self.set_avatar(avatar)  # also places self._window, the frame's view of the patch
         self._closed = False
 
     @property

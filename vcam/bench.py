@@ -136,7 +136,7 @@ def main(args) -> int:
         except Exception as e:  # noqa: BLE001 - a provider that fails is reported, not fatal
             results["providers"][name] = {"error": f"{type(e).__name__}: {e}".splitlines()[0]}
             continue
-        if stages.pop("_provider") != {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}[name]:
+        if providers.get(stages.pop("_provider")) != name:
             results["providers"][name] = {"error": "provider did not load; fell back to the CPU"}
             continue
         stages["end to end"] = bench_end_to_end(photo, audio, provider=name)

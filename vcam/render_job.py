@@ -97,7 +97,7 @@ def render_file(photo, audio, out, *, settings, emotion: str, intensity: float, 
                 progress.update(i + 1, n_frames)
         if motion_csv:
             csv_path = Path(motion_csv)
-            fd, csv_tmp = tempfile.mkstemp(prefix=".vcam-", suffix=".csv", dir=csv_path.parent or Path("."))
+            fd, csv_tmp = tempfile.mkstemp(prefix=".vcam-", suffix=".csv", dir=csv_path.parent)
             try:
                 with os.fdopen(fd, "w") as f:
                     f.write(motion_csv_header() + "\n")

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from runtime.channels import INDEX
-from vcam.rig_layout import BASIS, CELL, FRAME, GRID_H, GRID_W, MAP_INDEX, MAPS, PARAM_INDEX, PATCH_H, PATCH_W, basis_matrix
+from vcam.rig_layout import BASIS, CELL, FRAME, GRID_H, GRID_W, MAPS, PARAM_INDEX, PATCH_H, PATCH_W, basis_matrix
 
 #: Fixed-point iterations that invert the head motion.
 HEAD_ITERATIONS = 1
@@ -224,4 +224,4 @@ def example_inputs(n_basis: int = len(BASIS)) -> tuple[torch.Tensor, ...]:
             torch.zeros(1, len(PARAMS)))
 
 
-__all__ = ["RenderModel", "example_inputs", "piecewise", "MAP_INDEX"]
+__all__ = ["RenderModel", "example_inputs", "piecewise"]
