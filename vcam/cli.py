@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--provider", choices=_PROVIDERS, help="where networks run (default: [engine] provider)"
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    from vcam import ctl
+
+    ctl.add_parser(sub, common)
 
     render = sub.add_parser(
         "render",
@@ -121,6 +124,31 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--eval-dir", type=Path, metavar="DIR", default=Path("../shared/eval"),
                        help="the measuring tools (setup.sh, lipsync.py) for --lipsync")
     bench.set_defaults(run=_bench, subparser=bench)
+
+    run = sub.add_parser(
+        "run",
+        parents=[common],
+        help="run the live webcam: speech in, talking portrait out",
+        description="Animate a portrait from live speech and publish it as a 512x512 virtual webcam "
+                    "(and/or a preview window or a Y4M stream). Runs until Ctrl+C, SIGTERM, the tray's "
+                    "Quit or `vcam ctl quit`.",
+    )
+    run.add_argument("--photo", type=Path, metavar="P",
+                     help="portrait photo (default: [live] photo, else the last one used, else the sample)")
+    run.add_argument("--audio", metavar="SOURCE",
+                     help="mic, system (what the computer plays) or an input device name from `vcam devices` "
+                          "(default: [live] audio)")
+    run.add_argument("--output", action="append", metavar="OUT",
+                     help="camera, preview, y4m:PATH or - (Y4M to stdout); repeatable (default: [live] outputs)")
+    run.add_argument("--fps", type=_int_range(1, 120), metavar="N", help="frame rate (default: [live] fps)")
+    run.add_argument("--emotion", choices=EMOTIONS, help="expression at start (default: [emotion] default)")
+    run.add_argument("--intensity", type=_unit, metavar="0..1",
+                     help="expression strength (default: [emotion] intensity)")
+    run.add_argument("--no-tray", action="store_true", help="no system-tray icon")
+    run.add_argument("--no-hotkeys", action="store_true", help="no global hotkeys")
+    run.add_argument("--seed", type=_int_range(0, 2**32 - 1), metavar="N",
+                     help="random seed for blinks and head motion (default: a new one each run)")
+    run.set_defaults(run=_run_live, subparser=run)
     return parser
 
 
@@ -183,6 +211,48 @@ def _bench(args: argparse.Namespace) -> int:
     bench = importlib.import_module("vcam.bench")
     status = bench.main(args)
     return EXIT_OK if status is None else int(status)
+
+
+def _run_live(args: argparse.Namespace) -> int:
+    from vcam import assets
+    from vcam.daemon import Daemon, LiveOptions
+    from vcam.recent import recent_photos
+    from vcam.settings import load_settings
+
+    settings = load_settings(args.config)
+    live = settings.live
+    if args.photo is not None:
+        photo = args.photo
+    elif live.photo:
+        photo = Path(live.photo).expanduser()
+    else:
+        recent = recent_photos()
+        photo = Path(recent[0]) if recent else assets.SAMPLE_PHOTO
+    _check_photo(photo)
+    outputs = tuple(args.output or live.outputs)
+    opts = LiveOptions(
+        photo=photo,
+        audio=args.audio or live.audio,
+        outputs=outputs,
+        fps=args.fps or live.fps,
+        emotion=args.emotion or settings.emotion.default,
+        intensity=args.intensity if args.intensity is not None else settings.emotion.intensity,
+        fade_s=settings.emotion.crossfade_ms / 1000.0,
+        provider=args.provider or settings.engine.provider,
+        threads=settings.engine.threads,
+        face_width_frac=settings.enroll.face_width_frac,
+        camera_device=live.camera_device,
+        camera_retry_s=live.camera_retry_s,
+        tray=live.tray and not args.no_tray,
+        hotkeys=live.hotkeys and not args.no_hotkeys,
+        hotkey_bindings=settings.hotkeys,
+        seed=args.seed,
+    )
+    with Daemon(opts) as daemon:
+        where = ", ".join(outputs)
+        sys.stderr.write(f"vcam: running {photo.name} -> {where} at {opts.fps} fps (stop: Ctrl+C or `vcam ctl quit`)\n")
+        daemon.run()
+    return EXIT_OK
 
 
 # -- checks that fail fast, before any model loads --

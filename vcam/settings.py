@@ -74,12 +74,44 @@ class _Choice:
 
 
 @dataclass(frozen=True)
-class _Text:
+class _Bool:
     def __str__(self) -> str:
-        return "a non-empty string"
+        return "true or false"
+
+    def __call__(self, v: Any) -> bool | None:
+        return v if isinstance(v, bool) else None
+
+
+@dataclass(frozen=True)
+class _Hotkey:
+    """A pynput hotkey such as ``<ctrl>+<alt>+1``, or ``""`` for none."""
+
+    def __str__(self) -> str:
+        return 'a key combination like "<ctrl>+<alt>+1" (or "" for none)'
 
     def __call__(self, v: Any) -> str | None:
-        return v if isinstance(v, str) and v.strip() else None
+        if not isinstance(v, str):
+            return None
+        if v == "":
+            return v
+        parts = v.split("+")
+        if any(not p for p in parts):
+            return None
+        for p in parts:
+            if p.startswith("<") != p.endswith(">") or (not p.startswith("<") and len(p) != 1):
+                return None
+        return v
+
+
+@dataclass(frozen=True)
+class _Text:
+    empty_ok: bool = False
+
+    def __str__(self) -> str:
+        return "a string" if self.empty_ok else "a non-empty string"
+
+    def __call__(self, v: Any) -> str | None:
+        return v if isinstance(v, str) and (self.empty_ok or v.strip()) else None
 
 
 @dataclass(frozen=True)
@@ -136,11 +168,28 @@ class EmotionConfig:
 
 @dataclass(frozen=True)
 class LiveConfig:
-    """``[live]``: the live virtual webcam."""
+    """``[live]``: the live virtual webcam (``vcam run``)."""
 
     fps: int = _key(_Int(1, 120))
     audio: str = _key(_Text())
     outputs: tuple[str, ...] = _key(_TextList())
+    photo: str = _key(_Text(empty_ok=True))
+    camera_device: str = _key(_Text(empty_ok=True))
+    camera_retry_s: float = _key(_Float(0.5, 3600.0))
+    tray: bool = _key(_Bool())
+    hotkeys: bool = _key(_Bool())
+
+
+@dataclass(frozen=True)
+class HotkeysConfig:
+    """``[hotkeys]``: global key combinations of the live webcam; ``""`` turns one off."""
+
+    neutral: str = _key(_Hotkey())
+    happy: str = _key(_Hotkey())
+    sad: str = _key(_Hotkey())
+    angry: str = _key(_Hotkey())
+    surprised: str = _key(_Hotkey())
+    pause: str = _key(_Hotkey())
 
 
 @dataclass(frozen=True)
@@ -152,6 +201,7 @@ class Settings:
     engine: EngineConfig
     emotion: EmotionConfig
     live: LiveConfig
+    hotkeys: HotkeysConfig
     files: tuple[Path, ...]
 
 
@@ -161,6 +211,7 @@ _SECTIONS: dict[str, type] = {
     "engine": EngineConfig,
     "emotion": EmotionConfig,
     "live": LiveConfig,
+    "hotkeys": HotkeysConfig,
 }
 
 

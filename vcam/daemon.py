@@ -1,0 +1,349 @@
+"""The live webcam daemon behind ``vcam run``: portrait + audio source + engine + outputs +
+controls (control socket, hotkeys, tray), wired together and torn down in order.
+
+Threads: the engine draws frames (``vcam-engine``); each output writes on its own thread;
+the audio device calls back on PortAudio's; the control socket, hotkeys and tray post
+:mod:`vcam.commands` to one inbox, which the controller loop drains and applies (enrolling
+a new photo happens there, so the camera never stops). The main thread runs the tray when
+there is one (macOS requires it), else the controller loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runtime.errors import DeviceError, InputError, VcamError
+from vcam import commands as cmd
+from vcam.commands import CommandInbox
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LiveOptions:
+    """What ``vcam run`` was asked for (settings already merged with command-line options)."""
+
+    photo: Path
+    audio: str
+    outputs: tuple[str, ...]
+    fps: int
+    emotion: str
+    intensity: float
+    fade_s: float
+    provider: str = "auto"
+    threads: int = 0
+    face_width_frac: float = 0.40
+    camera_device: str = ""
+    camera_retry_s: float = 5.0
+    camera_backend: str | None = None
+    tray: bool = True
+    hotkeys: bool = True
+    hotkey_bindings: Any = None  # vcam.settings.HotkeysConfig; None: the defaults
+    control: bool = True
+    control_address: str | None = None
+    seed: int | None = None
+
+
+class _Output:
+    """One named output: the sink and the slot that feeds it on its own thread."""
+
+    def __init__(self, spec: str, sink: Any) -> None:
+        from runtime.frame_slot import LatestFrameSlot
+
+        self.spec = spec
+        self.sink = sink
+        self.slot = LatestFrameSlot(lambda frame, t_ns: sink.write(frame), name=spec)
+
+    def status(self) -> dict[str, Any]:
+        s = {"written": self.slot.written, "dropped": self.slot.dropped, "errors": self.slot.errors,
+             "error": self.slot.last_error}
+        sub = getattr(self.sink, "status", None)
+        if sub is not None:
+            inner = sub()
+            s["state"] = inner.get("state")
+            s["device"] = inner.get("device")
+            s["dropped"] += inner.get("dropped", 0)
+            s["error"] = inner.get("error") or s["error"]
+        elif getattr(self.sink, "open", True) is False:
+            s["state"] = "closed by user"
+        else:
+            s["state"] = "running" if self.slot.errors == 0 else "failing"
+        return s
+
+    def close(self) -> None:
+        self.slot.close()
+        try:
+            self.sink.close()
+        except Exception as e:  # noqa: BLE001 - closing must go on for the others
+            log.warning("closing output %s: %s", self.spec, e)
+
+
+def open_output(spec: str, opts: LiveOptions) -> _Output:
+    """Open one live output: ``camera``, ``preview``, ``y4m:PATH`` or ``-``.
+
+    Raises ``InputError`` for an unknown spec and ``DeviceError`` for a preview without a
+    display. A missing virtual camera is not an error: the camera sink waits for one.
+    """
+    if spec == "camera":
+        from vcam.sinks.camera import VirtualCameraSink
+
+        sink = VirtualCameraSink(fps=opts.fps, device=opts.camera_device or None, retry_s=opts.camera_retry_s,
+                                 backend=opts.camera_backend)
+    elif spec == "preview":
+        from vcam.sinks.preview import PreviewWindow
+
+        sink = PreviewWindow()
+    elif spec == "-" or spec.startswith("y4m:") or spec.lower().endswith(".y4m"):
+        from vcam.sinks import open_sink
+
+        sink = open_sink(spec, fps=opts.fps)
+    else:
+        raise InputError(f"unknown live output {spec!r}: use camera, preview, y4m:PATH or - (Y4M to stdout)")
+    return _Output(spec, sink)
+
+
+class Daemon:
+    """The running live webcam. ``with Daemon(opts) as d: d.run()``; :meth:`close` is idempotent.
+
+    The constructor loads the portrait and graphs and opens the outputs, the audio source
+    and the controls; errors there (no face in the photo, an unknown audio device, a
+    second daemon) raise ``VcamError`` before anything runs. :meth:`run` blocks until
+    :meth:`stop`, a ``Quit`` command, SIGINT or SIGTERM.
+    """
+
+    def __init__(self, opts: LiveOptions) -> None:
+        self.opts = opts
+        self.inbox = CommandInbox()
+        self._stop = threading.Event()
+        self._closed = False
+        self._started_ns = time.monotonic_ns()
+        self._outputs: dict[str, _Output] = {}
+        self._audio = None
+        self._control = None
+        self._hotkeys = None
+        self._tray = None
+        self.engine = None
+        self.photo = Path(opts.photo)
+        self.last_error: str | None = None
+        try:
+            self._open()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- setup --
+
+    def _open(self) -> None:
+        from runtime.emotion import load_emotion_presets
+        from runtime.engine import LiveEngine
+        from vcam.avatar import load_avatar
+        from vcam.recent import remember_photo
+
+        opts = self.opts
+        if opts.control:  # first: a second daemon is refused before any model loads
+            from vcam.control import ControlServer
+
+            self._control = ControlServer(self.inbox, self.status, address=opts.control_address)
+        avatar = load_avatar(self.photo, face_width_frac=opts.face_width_frac)
+        remember_photo(self.photo)
+        self.engine = LiveEngine(avatar, fps=opts.fps, presets=load_emotion_presets(), emotion=opts.emotion,
+                                 intensity=opts.intensity, fade_s=opts.fade_s, provider=opts.provider,
+                                 threads=opts.threads, seed=opts.seed)
+        for spec in dict.fromkeys(opts.outputs):
+            self._add_output(spec)
+        self._open_audio(opts.audio)
+        if opts.hotkeys:
+            self._start_hotkeys()
+
+    def _add_output(self, spec: str) -> None:
+        out = open_output(spec, self.opts)
+        self._outputs[spec] = out
+        self.engine.add_output(out.slot)
+
+    def _remove_output(self, spec: str) -> None:
+        out = self._outputs.pop(spec, None)
+        if out is not None:
+            self.engine.remove_output(out.slot)
+            time.sleep(2.0 / self.opts.fps)  # let the engine drop it before closing
+            out.close()
+
+    def _open_audio(self, spec: str) -> None:
+        from runtime.audio_in import AudioSource
+
+        source = AudioSource(spec)
+        try:
+            source.start()
+        except BaseException:
+            source.close()
+            raise
+        old, self._audio = self._audio, source
+        self.engine.set_audio(source.ring)
+        if old is not None:
+            time.sleep(2.0 / self.opts.fps)
+            old.close()
+
+    def _start_hotkeys(self) -> None:
+        from vcam.hotkeys import HotkeyListener
+        from vcam.settings import load_settings
+
+        try:
+            config = self.opts.hotkey_bindings or load_settings(None).hotkeys
+            self._hotkeys = HotkeyListener(config, self.inbox)
+            self._hotkeys.start()
+        except VcamError as e:
+            log.warning("hotkeys off: %s", e)
+
+    # -- commands --
+
+    def apply(self, command: cmd.Command) -> None:
+        """Carry out one command (the controller thread)."""
+        engine = self.engine
+        if isinstance(command, cmd.SetEmotion):
+            engine.set_emotion(command.name, command.intensity)
+        elif isinstance(command, cmd.SetIntensity):
+            engine.set_intensity(command.intensity)
+        elif isinstance(command, cmd.SetPaused):
+            engine.set_paused(command.paused)
+        elif isinstance(command, cmd.SetPhoto):
+            self._swap_photo(Path(command.path))
+        elif isinstance(command, cmd.SetAudio):
+            try:
+                self._open_audio(command.source)
+            except VcamError as e:
+                self._report(f"audio source {command.source!r} not switched: {e}")
+        elif isinstance(command, cmd.SetPreview):
+            shown = "preview" in self._outputs and getattr(self._outputs["preview"].sink, "open", True)
+            want = (not shown) if command.shown is None else command.shown
+            if "preview" in self._outputs and not (want and shown):
+                self._remove_output("preview")
+            if want and "preview" not in self._outputs:
+                try:
+                    self._add_output("preview")
+                except VcamError as e:
+                    self._report(str(e))
+        elif isinstance(command, cmd.Quit):
+            self.stop()
+
+    def _swap_photo(self, photo: Path) -> None:
+        from vcam.avatar import load_avatar
+        from vcam.recent import remember_photo
+
+        try:
+            avatar = load_avatar(photo, face_width_frac=self.opts.face_width_frac)
+        except VcamError as e:
+            self._report(f"photo not changed: {e}")
+            return
+        self.engine.set_avatar(avatar)
+        self.photo = photo
+        remember_photo(photo)
+        self.last_error = None
+        log.info("portrait %s", photo)
+
+    def _report(self, message: str) -> None:
+        self.last_error = message
+        log.warning("%s", message)
+
+    # -- running --
+
+    def status(self) -> dict[str, Any]:
+        """JSON-safe: the engine's figures plus audio, outputs, photo, last error."""
+        s = self.engine.status() if self.engine is not None else {}
+        s["photo"] = str(self.photo)
+        s["audio"] = self._audio.status() if self._audio is not None else None
+        s["outputs"] = {spec: out.status() for spec, out in list(self._outputs.items())}
+        s["hotkeys"] = None if self._hotkeys is None else {"active": self._hotkeys.active,
+                                                            "reason": self._hotkeys.reason}
+        s["commands_dropped"] = self.inbox.dropped
+        s["last_error"] = self.last_error
+        return s
+
+    def run(self) -> None:
+        """Run until stopped. Installs SIGINT/SIGTERM handlers when called on the main thread."""
+        is_main = threading.current_thread() is threading.main_thread()
+        previous = {}
+        if is_main:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous[sig] = signal.signal(sig, lambda *_: self.stop())
+        self.engine.start()
+        try:
+            tray = self._make_tray() if (self.opts.tray and is_main) else None
+            if tray is not None:
+                controller = threading.Thread(target=self._control_loop, name="vcam-controller", daemon=True)
+                controller.start()
+                try:
+                    tray.run()
+                except VcamError as e:
+                    log.warning("no tray icon: %s", e)
+                    self._control_loop()
+                finally:
+                    self._stop.set()
+                    controller.join(5.0)
+            else:
+                self._control_loop()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _make_tray(self):
+        try:
+            from vcam.recent import recent_photos
+            from vcam.tray import TrayIcon
+        except ImportError as e:
+            log.warning("no tray icon: %s", e)
+            return None
+        ok, reason = TrayIcon.available()
+        if not ok:
+            log.info("no tray icon: %s", reason)
+            return None
+        self._tray = TrayIcon(self.inbox, self.status, photos_fn=recent_photos)
+        return self._tray
+
+    def _control_loop(self) -> None:
+        while not self._stop.is_set():
+            self.inbox.wait(0.2)
+            for command in self.inbox.drain():
+                try:
+                    self.apply(command)
+                except Exception as e:  # noqa: BLE001 - a bad command must not stop the camera
+                    log.exception("command %s failed", command)
+                    self.last_error = f"{type(command).__name__}: {e}"
+        if self._tray is not None:
+            self._tray.stop()
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to return (any thread, signal handlers included)."""
+        self._stop.set()
+        if self._tray is not None:
+            self._tray.stop()
+
+    def close(self) -> None:
+        """Stop everything and release the devices: controls, engine, audio, outputs. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        for part in (self._tray, self._hotkeys, self._control):
+            if part is not None:
+                try:
+                    part.close()
+                except Exception as e:  # noqa: BLE001
+                    log.warning("closing %s: %s", type(part).__name__, e)
+        if self.engine is not None:
+            self.engine.close()
+        if self._audio is not None:
+            self._audio.close()
+        for out in list(self._outputs.values()):
+            out.close()
+        self._outputs.clear()
+
+    def __enter__(self) -> Daemon:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
