@@ -136,7 +136,7 @@ def run(photo, *, trials: int = 20, fps: int = 30, provider: str = "cpu") -> dic
     proc = None
     try:
         box = mouth_box(photo)
-        env = dict(os.environ, XDG_RUNTIME_DIR=tmp.name, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, VCAM_CONTROL=os.path.join(tmp.name, "control.sock"), PYTHONUNBUFFERED="1")
         proc = subprocess.Popen(
             [sys.executable, "-m", "vcam", "run", "--photo", str(photo), "--audio", f"{sink}.monitor",
              "--output", "-", "--fps", str(fps), "--no-tray", "--no-hotkeys", "--provider", provider,

@@ -119,6 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="print results as JSON")
     bench.add_argument("--lipsync", action="store_true",
                        help="instead: render every speech clip of --media on the portraits and score lip sync")
+    bench.add_argument("--live", action="store_true",
+                       help="instead: measure the live webcam's audio->mouth latency and frame rate from outside "
+                            "(needs PulseAudio or PipeWire)")
+    bench.add_argument("--trials", type=_int_range(3, 1000), metavar="N", default=20,
+                       help="speech onsets played for --live (default 20)")
     bench.add_argument("--media", type=Path, metavar="DIR", default=Path("../shared/media/audio"),
                        help="speech clips (*.wav with a .txt transcript) for --lipsync")
     bench.add_argument("--eval-dir", type=Path, metavar="DIR", default=Path("../shared/eval"),
@@ -149,6 +154,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=_int_range(0, 2**32 - 1), metavar="N",
                      help="random seed for blinks and head motion (default: a new one each run)")
     run.set_defaults(run=_run_live, subparser=run)
+
+    devices = sub.add_parser(
+        "devices",
+        parents=[common],
+        help="list audio inputs, system-audio sources and virtual cameras",
+        description="List what `vcam run --audio` and the camera output can use on this machine.",
+    )
+    devices.add_argument("--json", action="store_true", help="print as JSON")
+    devices.set_defaults(run=_devices, subparser=devices)
     return parser
 
 
@@ -208,9 +222,26 @@ def _bench(args: argparse.Namespace) -> int:
         rows = bench_lipsync.run(photos, args.media, args.eval_dir, provider=args.provider or "cpu")
         sys.stdout.write((json.dumps(rows, indent=2) if args.json else bench_lipsync.table(rows)) + "\n")
         return EXIT_OK
+    if args.live:
+        from vcam import assets, bench_live
+        from vcam.bench import machine_line
+
+        result = bench_live.run(args.photo or assets.SAMPLE_PHOTO, trials=args.trials,
+                                provider=args.provider or "cpu")
+        sys.stdout.write((json.dumps(result, indent=2) if args.json else bench_live.table(result, machine_line()))
+                         + "\n")
+        return EXIT_OK
     bench = importlib.import_module("vcam.bench")
     status = bench.main(args)
     return EXIT_OK if status is None else int(status)
+
+
+def _devices(args: argparse.Namespace) -> int:
+    from vcam.devices import format_devices, list_devices
+
+    found = list_devices()
+    sys.stdout.write((json.dumps(found, indent=2) if args.json else format_devices(found)) + "\n")
+    return EXIT_OK
 
 
 def _run_live(args: argparse.Namespace) -> int:

@@ -86,8 +86,11 @@ def default_dir() -> Path:
 
 
 def default_address() -> str:
-    """The address a daemon listens on when none is given: the socket path on POSIX,
-    ``tcp:<...\\vcam\\control.json>`` on Windows."""
+    """The address a daemon listens on when none is given: ``$VCAM_CONTROL`` if set (to run
+    several daemons side by side), else the socket path on POSIX, ``tcp:<...\\vcam\\control.json>``
+    on Windows."""
+    if os.environ.get("VCAM_CONTROL"):
+        return os.environ["VCAM_CONTROL"]
     if _HAS_UNIX:
         return str(default_dir() / _SOCKET_NAME)
     return f"tcp:{default_dir() / _TOKEN_FILE_NAME}"

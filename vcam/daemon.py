@@ -68,6 +68,7 @@ class _Output:
             inner = sub()
             s["state"] = inner.get("state")
             s["device"] = inner.get("device")
+            s["written"] = inner.get("frames_sent", s["written"])
             s["dropped"] += inner.get("dropped", 0)
             s["error"] = inner.get("error") or s["error"]
         elif getattr(self.sink, "open", True) is False:

@@ -1,0 +1,781 @@
+"""AudioSource: live speech from a microphone or from what the computer plays.
+
+``AudioSource(spec)`` captures mono float32 into an :class:`runtime.audio_ring.AudioRing`
+that the engine thread reads once per video frame. ``spec`` is
+
+* ``"mic"``: the default input device;
+* ``"system"``: what the computer plays:
+
+  - Linux: the monitor source of the default PulseAudio / PipeWire (pipewire-pulse) sink,
+    found with ``pactl info``, opened through PortAudio's ALSA ``pulse`` device with the
+    ``PULSE_SOURCE`` environment variable naming the monitor while the stream opens. It
+    follows the default sink: when that changes (headphones plugged in), the source reopens
+    on the new sink's monitor;
+  - Windows: WASAPI loopback of the default output device, through the optional package
+    ``pyaudiowpatch`` (``pip install pyaudiowpatch``);
+  - macOS: not built in; install a loopback device such as BlackHole, make it (or a
+    Multi-Output Device containing it) the output, and pass its name as ``spec``;
+
+* a device as ``vcam devices`` lists it: a PortAudio index (``"3"``), a PortAudio device name
+  or a unique part of one, or (Linux) a PulseAudio source name such as
+  ``"alsa_output.pci-0000_00_1f.3.analog-stereo.monitor"`` or a unique part of one.
+
+Resilience: a supervisor thread watches the stream. When the stream stops or errors, gives no
+audio for ``stall_s`` seconds (longer right after opening), or (PulseAudio) its source
+disappears or the default sink changes, it closes the stream and tries to open it again every
+``reopen_s`` seconds until the device is back. Meanwhile :meth:`AudioSource.status` says
+``"waiting"`` and the engine, getting no samples, feeds silence. PortAudio lists devices once
+when it is initialised, so before each attempt, while no stream of this module is open, the
+supervisor re-initialises PortAudio (``sounddevice._terminate(); sounddevice._initialize()``)
+to see devices that appeared since. ``Pa_Terminate`` closes *every* PortAudio stream of the
+process: set :data:`REFRESH_PORTAUDIO` to ``False`` if something else in the process uses
+PortAudio (then a device that appears later is only found if PortAudio listed it before).
+
+Nothing happens at import time; ``sounddevice`` is imported by the methods that need it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from runtime.audio_ring import AudioRing
+from runtime.errors import DeviceError
+
+log = logging.getLogger(__name__)
+
+MIC = "mic"
+SYSTEM = "system"
+PULSE_PCM = "pulse"  # the ALSA PCM of the PulseAudio plugin (libasound2-plugins), as PortAudio lists it
+
+REFRESH_PORTAUDIO = True
+"""Re-initialise PortAudio before (re)opening when no AudioSource stream is open. Set to
+``False`` when other code in the process keeps PortAudio streams open."""
+
+portaudio_lock = threading.RLock()
+"""Held while PortAudio is re-initialised, devices are resolved and streams are opened or closed,
+and while ``PULSE_SOURCE`` is set. :mod:`vcam.devices` takes it to query devices."""
+
+_open_streams = 0  # PortAudio streams opened here and not yet closed (guarded by portaudio_lock)
+
+_STARTUP_GRACE_S = 3.0  # first audio after opening may take 2 s (an idle PulseAudio sink renders 2 s ahead)
+_PULSE_CHECK_S = 0.5  # how often the supervisor asks pactl about the source
+_TICK_S = 0.1
+
+
+# --------------------------------------------------------------------------- PulseAudio (pactl)
+
+
+def _pactl(*args: str, timeout: float = 3.0) -> str | None:
+    """``pactl args...`` stdout (C locale), or ``None`` when pactl is missing or fails."""
+    exe = shutil.which("pactl")
+    if exe is None:
+        return None
+    try:
+        r = subprocess.run([exe, *args], capture_output=True, text=True, timeout=timeout,
+                           env={**os.environ, "LC_ALL": "C"}, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return r.stdout if r.returncode == 0 else None
+
+
+def pulse_info() -> dict[str, str] | None:
+    """``{"server": ..., "default_sink": ..., "default_source": ...}`` from ``pactl info``, or
+    ``None`` when no PulseAudio / PipeWire pulse server answers (or pactl is missing)."""
+    out = _pactl("info")
+    if out is None:
+        return None
+    keys = {"Server Name": "server", "Server Version": "version", "Default Sink": "default_sink",
+            "Default Source": "default_source"}
+    info: dict[str, str] = {}
+    for line in out.splitlines():
+        k, sep, v = line.partition(":")
+        if sep and k.strip() in keys:
+            info[keys[k.strip()]] = v.strip()
+    return info
+
+
+def pulse_sources() -> list[dict[str, Any]] | None:
+    """PulseAudio sources from ``pactl list short sources``: ``[{"index": int, "name": str,
+    "spec": str, "state": str, "monitor": bool}]``; ``None`` when no server answers."""
+    out = _pactl("list", "short", "sources")
+    if out is None:
+        return None
+    sources = []
+    for line in out.splitlines():
+        cols = line.split("\t")
+        if len(cols) < 2 or not cols[0].strip().isdigit():
+            continue
+        name = cols[1].strip()
+        sources.append({"index": int(cols[0]), "name": name, "spec": cols[3].strip() if len(cols) > 3 else "",
+                        "state": cols[4].strip() if len(cols) > 4 else "", "monitor": name.endswith(".monitor")})
+    return sources
+
+
+def pulse_source_descriptions() -> dict[str, str]:
+    """``{source name: description}`` from ``pactl list sources`` (empty when unavailable)."""
+    out = _pactl("list", "sources")
+    desc: dict[str, str] = {}
+    name = None
+    for line in (out or "").splitlines():
+        s = line.strip()
+        if s.startswith("Name:"):
+            name = s[5:].strip()
+        elif s.startswith("Description:") and name is not None:
+            desc[name] = s[12:].strip()
+    return desc
+
+
+def _pulse_outputs_of_pid(pid: int) -> list[tuple[int, int]]:
+    """``[(source_output_index, source_index)]`` of the record streams of process ``pid``."""
+    out = _pactl("list", "source-outputs")
+    found, cur, src = [], None, None
+    for line in (out or "").splitlines():
+        s = line.strip()
+        if s.startswith("Source Output #"):
+            cur, src = int(s.rsplit("#", 1)[1]), None
+        elif s.startswith("Source:") and s[7:].strip().isdigit():
+            src = int(s[7:].strip())
+        elif s.startswith("application.process.id") and cur is not None and src is not None:
+            if s.split("=", 1)[1].strip().strip('"') == str(pid):
+                found.append((cur, src))
+    return found
+
+
+# --------------------------------------------------------------------------- PortAudio
+
+
+def import_sounddevice():
+    """``sounddevice``, or :class:`DeviceError` when the PortAudio library is missing."""
+    try:
+        import sounddevice
+    except OSError as e:  # the module raises OSError when libportaudio cannot be loaded
+        raise DeviceError(f"audio input needs the PortAudio library (Debian/Ubuntu: libportaudio2); got: {e}") from e
+    return sounddevice
+
+
+def refresh_portaudio(sd=None) -> bool:
+    """Re-initialise PortAudio so that its device list is current. Only when no stream of this
+    module is open and :data:`REFRESH_PORTAUDIO` is set; returns whether it happened."""
+    sd = sd or import_sounddevice()
+    with portaudio_lock:
+        if not REFRESH_PORTAUDIO or _open_streams:
+            return False
+        n = getattr(sd, "_initialized", None)
+        if n not in (0, 1):  # someone else holds a reference: leave PortAudio alone
+            return False
+        if n == 1:
+            sd._terminate()
+        sd._initialize()  # raises PortAudioError when PortAudio cannot start; retried next time
+        return True
+
+
+def input_devices(sd=None) -> list[dict[str, Any]]:
+    """PortAudio devices with inputs: ``[{"index", "name", "hostapi", "channels",
+    "default_rate", "default"}]`` (``default``: PortAudio's default input)."""
+    sd = sd or import_sounddevice()
+    with portaudio_lock:
+        try:
+            devices = sd.query_devices()
+            apis = sd.query_hostapis()
+        except Exception as e:  # PortAudioError: not initialised or failing
+            log.debug("query_devices failed: %s", e)
+            return []
+        try:
+            default_in = int(sd.query_devices(kind="input")["index"])
+        except Exception:
+            default_in = -1
+    out = []
+    for d in devices:
+        if d["max_input_channels"] > 0:
+            out.append({"index": int(d["index"]), "name": str(d["name"]),
+                        "hostapi": str(apis[d["hostapi"]]["name"]), "channels": int(d["max_input_channels"]),
+                        "default_rate": int(d["default_samplerate"]), "default": int(d["index"]) == default_in})
+    return out
+
+
+# --------------------------------------------------------------------------- targets
+
+
+@dataclass(frozen=True)
+class _Target:
+    """What to open: a PortAudio device by exact name, a PulseAudio source through the ``pulse``
+    PCM, or the WASAPI loopback of the default output (pyaudiowpatch)."""
+
+    kind: str  # "portaudio" | "pulse" | "loopback"
+    label: str  # shown in status()["device"]
+    pa_name: str | None = None
+    pulse_source: str | None = None
+    pulse_index: int | None = None
+
+
+class _NotFound(DeviceError):
+    pass
+
+
+def _quote_list(names: list[str], limit: int = 8) -> str:
+    if not names:
+        return "none"
+    more = f", ... ({len(names) - limit} more)" if len(names) > limit else ""
+    return ", ".join(repr(n) for n in names[:limit]) + more
+
+
+def _one(spec: str, matches: list[str], what: str) -> str | None:
+    if len(matches) > 1:
+        raise _NotFound(f"audio input {spec!r} matches several {what}: {_quote_list(matches)}; "
+                        "give more of the name (run `vcam devices`)")
+    return matches[0] if matches else None
+
+
+def _pulse_target(source: str, sources: list[dict[str, Any]]) -> _Target:
+    index = next(s["index"] for s in sources if s["name"] == source)
+    return _Target("pulse", source, pa_name=PULSE_PCM, pulse_source=source, pulse_index=index)
+
+
+def _resolve_system(sd) -> _Target:
+    if sys.platform.startswith("linux"):
+        info = pulse_info()
+        if info is None:
+            why = "pactl not found (install pulseaudio-utils)" if shutil.which("pactl") is None \
+                else "no PulseAudio/PipeWire server answers `pactl info`"
+            raise _NotFound("system audio on Linux needs PulseAudio or PipeWire (pipewire-pulse) and pactl; "
+                            f"got: {why}")
+        sink = info.get("default_sink", "")
+        if not sink or sink == "@DEFAULT_SINK@":
+            raise _NotFound("system audio: PulseAudio has no default sink (no output device)")
+        monitor = f"{sink}.monitor"
+        sources = pulse_sources() or []
+        if not any(s["name"] == monitor for s in sources):
+            raise _NotFound(f"system audio: the default sink {sink!r} has no monitor source {monitor!r}; "
+                            f"sources: {_quote_list([s['name'] for s in sources])}")
+        return _pulse_target(monitor, sources)
+    if sys.platform == "win32":
+        try:
+            import pyaudiowpatch  # noqa: F401
+        except ImportError as e:
+            raise _NotFound("system audio on Windows needs the optional package pyaudiowpatch for WASAPI "
+                            "loopback (pip install pyaudiowpatch); or pass a loopback input's name such as "
+                            "'Stereo Mix' (run `vcam devices`)") from e
+        return _Target("loopback", "default output (WASAPI loopback)")
+    if sys.platform == "darwin":
+        raise _NotFound("system audio on macOS needs a loopback device: install BlackHole "
+                        "(https://existential.audio/blackhole/), send the output to it (a Multi-Output Device "
+                        "keeps your speakers), and pass its name, e.g. 'BlackHole 2ch' (run `vcam devices`)")
+    raise _NotFound(f"system audio is not supported on {sys.platform}; pass an input device's name "
+                    "(run `vcam devices`)")
+
+
+def _base_name(name: str) -> str:
+    """``name`` without ALSA's card suffix ``" (hw:1,0)"``, which changes when a USB device is replugged."""
+    return re.sub(r"\s*\(hw:\d+,\d+\)$", "", name)
+
+
+def _resolve_again(spec: str, sd, found: _Target) -> _Target:
+    """The target for reopening what ``spec`` first resolved to (``found``): the same device by
+    its exact name, else (replugged under another name) what ``spec`` means now."""
+    if found.kind == "pulse":
+        sources = pulse_sources() or []
+        if any(s["name"] == found.pulse_source for s in sources):
+            return _pulse_target(found.pulse_source, sources)
+    else:
+        names = [d["name"] for d in input_devices(sd)]
+        if found.pa_name in names:
+            return _Target("portaudio", found.pa_name, pa_name=found.pa_name)
+        if spec.strip().isdigit():  # an index: look for the same device under its new card number
+            base = _base_name(found.pa_name or "")
+            same = [n for n in names if _base_name(n) == base]
+            if len(same) == 1:
+                return _Target("portaudio", same[0], pa_name=same[0])
+            raise _NotFound(f"audio input {found.label!r} is not there; inputs: {_quote_list(names)}")
+    return _resolve(spec, sd)
+
+
+def _resolve(spec: str, sd) -> _Target:
+    """The target ``spec`` means now, or :class:`_NotFound` (one line naming what exists)."""
+    if spec == SYSTEM:
+        return _resolve_system(sd)
+    devices = input_devices(sd)
+    if spec == MIC:
+        for d in devices:
+            if d["default"]:
+                return _Target("portaudio", d["name"], pa_name=d["name"])
+        raise _NotFound(f"audio input 'mic': there is no default input device; inputs: "
+                        f"{_quote_list([d['name'] for d in devices])} (run `vcam devices`)")
+    names = [d["name"] for d in devices]
+    if spec.strip().isdigit():
+        i = int(spec)
+        for d in devices:
+            if d["index"] == i:
+                return _Target("portaudio", d["name"], pa_name=d["name"])
+        raise _NotFound(f"audio input {spec!r}: no input device has index {i}; inputs: "
+                        + ", ".join(f"{d['index']} {d['name']!r}" for d in devices[:8]) + " (run `vcam devices`)")
+    want = spec.strip().lower()
+    exact = [n for n in names if n.lower() == want]
+    if exact:
+        return _Target("portaudio", exact[0], pa_name=exact[0])
+    sources = pulse_sources() if sys.platform.startswith("linux") else None
+    src_names = [s["name"] for s in sources or []]
+    hit = next((n for n in src_names if n.lower() == want), None)
+    if hit is None:
+        hit_pa = _one(spec, [n for n in names if want in n.lower()], "input devices")
+        if hit_pa is not None:
+            return _Target("portaudio", hit_pa, pa_name=hit_pa)
+        hit = _one(spec, [n for n in src_names if want in n.lower()], "PulseAudio sources")
+    if hit is not None:
+        return _pulse_target(hit, sources or [])
+    pulse_part = f"; PulseAudio sources: {_quote_list(src_names)}" if sources is not None else ""
+    raise _NotFound(f"no audio input matches {spec!r}; inputs: {_quote_list(names)}{pulse_part} (run `vcam devices`)")
+
+
+# --------------------------------------------------------------------------- streams
+
+
+class _PyAudioStream:
+    """A pyaudiowpatch (PyAudio) input stream shaped like a sounddevice stream (``active``, ``close``)."""
+
+    def __init__(self, pa, stream) -> None:
+        self._pa, self._stream = pa, stream
+
+    @property
+    def active(self) -> bool:
+        try:
+            return bool(self._stream.is_active())
+        except Exception:
+            return False
+
+    def close(self, ignore_errors: bool = True) -> None:
+        try:
+            self._stream.stop_stream()
+            self._stream.close()
+        finally:
+            self._pa.terminate()
+
+
+def _open_loopback(ring_for_rate, frames_for_rate):
+    """Open WASAPI loopback of the default output with pyaudiowpatch (Windows only; not tested
+    on this project's CI). ``ring_for_rate(rate)`` returns the ring to write to,
+    ``frames_for_rate(rate)`` the frames per callback. Returns ``(stream, label, rate)``."""
+    import pyaudiowpatch as pyaudio
+
+    pa = pyaudio.PyAudio()
+    try:
+        wasapi = pa.get_host_api_info_by_type(pyaudio.paWASAPI)
+        speakers = pa.get_device_info_by_index(wasapi["defaultOutputDevice"])
+        if not speakers.get("isLoopbackDevice"):
+            for lb in pa.get_loopback_device_info_generator():
+                if speakers["name"] in lb["name"]:
+                    speakers = lb
+                    break
+            else:
+                raise _NotFound(f"system audio: no WASAPI loopback device for the output {speakers['name']!r}")
+        channels = max(1, int(speakers["maxInputChannels"]))
+        rate = int(speakers["defaultSampleRate"])  # shared-mode loopback runs at the mix rate
+        ring = ring_for_rate(rate)
+        write = ring.write
+        cont = pyaudio.paContinue
+
+        def callback(in_data, frame_count, time_info, status):
+            # Same contract as AudioSource's sounddevice callback: copy into the ring, nothing else.
+            write(np.frombuffer(in_data, np.float32).reshape(frame_count, channels), bool(status))
+            return (None, cont)
+
+        stream = pa.open(format=pyaudio.paFloat32, channels=channels, rate=rate, input=True,
+                         input_device_index=speakers["index"], frames_per_buffer=frames_for_rate(rate),
+                         stream_callback=callback)
+        stream.start_stream()
+        return _PyAudioStream(pa, stream), f"{speakers['name']} (WASAPI loopback)", rate
+    except BaseException:
+        pa.terminate()
+        raise
+
+
+class _PulseSourceEnv:
+    """Sets ``PULSE_SOURCE`` while a stream of the ALSA ``pulse`` PCM opens (libpulse reads it
+    when the plugin connects), then restores the previous value. Hold :data:`portaudio_lock`."""
+
+    def __init__(self, source: str | None) -> None:
+        self.source = source
+        self._old: str | None = None
+
+    def __enter__(self):
+        if self.source is not None:
+            self._old = os.environ.get("PULSE_SOURCE")
+            os.environ["PULSE_SOURCE"] = self.source
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.source is not None:
+            if self._old is None:
+                os.environ.pop("PULSE_SOURCE", None)
+            else:
+                os.environ["PULSE_SOURCE"] = self._old
+
+
+# --------------------------------------------------------------------------- AudioSource
+
+
+class AudioSource:
+    """Live mono float32 capture into :attr:`ring`, reopened by itself when the device comes and goes.
+
+    Parameters
+    ----------
+    spec:
+        ``"mic"``, ``"system"``, or a device index / name / unique part of a name (see the module
+        docstring).
+    rate:
+        Preferred sample rate in Hz. When the device refuses it, its default rate is used and
+        :attr:`ring` has that rate (the engine resamples with :class:`runtime.resample.StreamResampler`).
+    blocksize:
+        Frames per callback at ``rate`` (160: 10 ms at 16 kHz; scaled for another rate).
+    ring_seconds:
+        Capacity of the ring in seconds.
+    reopen_s:
+        Seconds between attempts to reopen a lost device.
+    stall_s:
+        A running stream that delivers nothing for this long is taken as lost.
+
+    A context manager (``with AudioSource("mic") as src:`` starts it); :meth:`close` is idempotent.
+    """
+
+    def __init__(self, spec: str, *, rate: int = 16000, blocksize: int = 160, ring_seconds: float = 2.0,
+                 reopen_s: float = 1.0, stall_s: float = 1.0) -> None:
+        spec = str(spec).strip()
+        if spec.lower() in (MIC, SYSTEM):
+            spec = spec.lower()
+        if not spec:
+            raise DeviceError("audio source: expected 'mic', 'system' or a device name, got ''")
+        if rate < 1 or blocksize < 1 or ring_seconds <= 0 or reopen_s <= 0 or stall_s <= 0:
+            raise ValueError(f"rate, blocksize, ring_seconds, reopen_s, stall_s must be > 0, got "
+                             f"{rate}, {blocksize}, {ring_seconds}, {reopen_s}, {stall_s}")
+        self.spec = spec
+        self.rate_pref = int(rate)
+        self.blocksize = int(blocksize)
+        self.ring_seconds = float(ring_seconds)
+        self.reopen_s = float(reopen_s)
+        self.stall_s = float(stall_s)
+        self._ring: AudioRing | None = None
+        self._stream = None
+        self._target: _Target | None = None
+        self._found: _Target | None = None  # what a device spec (not mic/system) first resolved to
+        self._device: str | None = None
+        self._state = "closed"
+        self._error: str | None = None
+        self.reopens = 0
+        self.reopen_attempts = 0
+        self._opened_ns = 0
+        self._next_try_ns = 0
+        self._next_pulse_check_ns = 0
+        self._lost_logged = False
+        self._supervisor_warned = False
+        self._lock = threading.Lock()  # state changes (supervisor, start, close); never the callback
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._started = False
+        self._closed = False
+
+    # -- public --
+
+    @property
+    def ring(self) -> AudioRing:
+        """The ring the callback writes, ``capacity = ring_seconds * rate`` samples of ``(n,) float32``
+        at ``ring.rate`` Hz; made by the first successful :meth:`start` and the same ever after."""
+        if self._ring is None:
+            raise RuntimeError("AudioSource.ring: the source has not started; call start() first")
+        return self._ring
+
+    def start(self) -> AudioSource:
+        """Open the device and start the supervisor. Raises :class:`DeviceError` when ``spec``
+        matches no device or the device cannot be opened. Starting a started source does nothing."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("AudioSource.start: the source is closed")
+            if self._started:
+                return self
+            sd = None if self._needs_no_portaudio() else import_sounddevice()
+            with portaudio_lock:
+                if sd is not None:
+                    self._try_refresh(sd)
+                target = _resolve(self.spec, sd)
+                if self.spec not in (MIC, SYSTEM):
+                    self._found = target
+                self._open(target, sd)
+            self._started = True
+            self._thread = threading.Thread(target=self._supervise, name=f"audio-in:{self.spec}", daemon=True)
+            self._thread.start()
+        return self
+
+    def close(self) -> None:
+        """Stop the supervisor and release the device. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        t = self._thread
+        if t is not None and t is not threading.current_thread():
+            t.join(timeout=10.0)
+        with self._lock:
+            self._close_stream()
+            self._state = "closed"
+
+    def status(self) -> dict[str, Any]:
+        """JSON-safe snapshot: ``{"source", "device", "state", "rate", "error", "status_flags",
+        "overruns", "reopens", "reopen_attempts", "last_audio_ms_ago"}``. ``state`` is
+        ``"running"`` (a stream is open), ``"waiting"`` (lost; retrying) or ``"closed"``."""
+        ring = self._ring
+        last = None
+        if ring is not None and ring.last_write_ns:
+            last = round((time.monotonic_ns() - ring.last_write_ns) / 1e6, 1)
+        return {
+            "source": self.spec,
+            "device": self._device,
+            "state": self._state,
+            "rate": ring.rate if ring is not None else self.rate_pref,
+            "error": self._error,
+            "status_flags": ring.status_flags if ring is not None else 0,
+            "overruns": ring.overruns if ring is not None else 0,
+            "reopens": self.reopens,
+            "reopen_attempts": self.reopen_attempts,
+            "last_audio_ms_ago": last,
+        }
+
+    def __enter__(self) -> AudioSource:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            if not self._closed:
+                self.close()
+        except Exception:
+            pass
+
+    # -- opening and closing (self._lock held) --
+
+    def _needs_no_portaudio(self) -> bool:
+        return self.spec == SYSTEM and sys.platform == "win32"
+
+    def _try_refresh(self, sd) -> None:
+        try:
+            refresh_portaudio(sd)
+        except Exception as e:  # PortAudio could not start now; the attempt below reports it
+            log.debug("PortAudio re-initialisation failed: %s", e)
+
+    def _ring_for(self, rate: int) -> AudioRing:
+        if self._ring is None:
+            self._ring = AudioRing(max(1, int(round(self.ring_seconds * rate))), rate)
+        elif self._ring.rate != rate:
+            raise DeviceError(f"audio input {self.spec!r} now runs at {rate} Hz; this source started at "
+                              f"{self._ring.rate} Hz (restart it)")
+        return self._ring
+
+    def _frames_for(self, rate: int) -> int:
+        return max(1, self.blocksize * rate // self.rate_pref)
+
+    def _make_callback(self, ring: AudioRing):
+        write = ring.write
+
+        def callback(indata, frames, time_info, status):
+            """Called by PortAudio's audio thread for each block of ``frames`` input frames.
+
+            Parameters
+            ----------
+            indata:
+                ``(frames, channels) float32``, valid only during the call (copied, never kept).
+            frames:
+                Number of frames in ``indata``.
+            time_info:
+                PortAudio's timestamps (unused).
+            status:
+                ``sounddevice.CallbackFlags``; true when the block had an input overflow or the like.
+
+            Contract: copies ``indata`` into the preallocated ring and counts ``status``; it
+            allocates no arrays, takes no locks, logs nothing and never raises, because it runs
+            on the real-time audio thread.
+            """
+            write(indata, bool(status))
+
+        return callback
+
+    def _open(self, target: _Target, sd) -> None:
+        """Open ``target``; on success the state is ``running``. Raises :class:`DeviceError`."""
+        global _open_streams
+        if target.kind == "loopback":
+            stream, label, rate = _open_loopback(self._ring_for, self._frames_for)
+            self._set_running(stream, target, label)
+            return
+        idx = next((d["index"] for d in input_devices(sd) if d["name"] == target.pa_name), None)
+        if idx is None:
+            if target.kind == "pulse":
+                raise _NotFound(f"audio input {target.label!r}: PortAudio has no ALSA '{PULSE_PCM}' device to reach "
+                                "PulseAudio through; install the ALSA PulseAudio plugin (Debian/Ubuntu: "
+                                "libasound2-plugins; Fedora: alsa-plugins-pulseaudio)")
+            raise _NotFound(f"audio input {target.pa_name!r} is gone")
+        info = sd.query_devices(idx)
+        default_rate = int(info["default_samplerate"])
+        if self._ring is not None:
+            rates = [self._ring.rate]  # the ring's rate is fixed once made
+        else:
+            rates = [self.rate_pref] + ([default_rate] if default_rate != self.rate_pref else [])
+        channel_options = [1] + ([2] if info["max_input_channels"] >= 2 else [])
+        last_err: Exception | None = None
+        with _PulseSourceEnv(target.pulse_source if target.kind == "pulse" else None):
+            for rate in rates:
+                for ch in channel_options:
+                    try:
+                        sd.check_input_settings(device=idx, channels=ch, dtype="float32", samplerate=rate)
+                    except Exception as e:
+                        last_err = e
+                        continue
+                    # a new ring only becomes the source's ring when its stream is running
+                    ring = self._ring or AudioRing(max(1, int(round(self.ring_seconds * rate))), rate)
+                    stream = None
+                    try:
+                        stream = sd.InputStream(device=idx, samplerate=rate, channels=ch, dtype="float32",
+                                                blocksize=self._frames_for(rate),
+                                                callback=self._make_callback(ring))
+                        stream.start()
+                    except Exception as e:
+                        last_err = e
+                        if stream is not None:
+                            stream.close(ignore_errors=True)
+                        continue
+                    _open_streams += 1
+                    self._ring = ring
+                    self._set_running(stream, target, target.label)
+                    if target.kind == "pulse":
+                        self._check_pulse_routing(target)
+                    return
+        if self._ring is not None and len(rates) == 1 and rates[0] != default_rate:
+            raise DeviceError(f"audio input {target.label!r} refuses {rates[0]} Hz, the rate this source started "
+                              f"at (it offers {default_rate} Hz): {last_err}")
+        raise DeviceError(f"could not open audio input {target.label!r} at {rates} Hz: {last_err}")
+
+    def _set_running(self, stream, target: _Target, label: str) -> None:
+        if self._started:
+            self.reopens += 1  # counted before the state says so, for readers of status()
+        self._stream = stream
+        self._target = target
+        self._device = label
+        self._state = "running"
+        self._error = None
+        self._opened_ns = time.monotonic_ns()
+        self._next_pulse_check_ns = self._opened_ns + int(_PULSE_CHECK_S * 1e9)
+
+    def _check_pulse_routing(self, target: _Target) -> None:
+        """Make sure our record stream is on ``target``'s source (a PipeWire ALSA plugin, say,
+        ignores ``PULSE_SOURCE``): move it there with pactl when it is not."""
+        ours = _pulse_outputs_of_pid(os.getpid())
+        if not ours or any(src == target.pulse_index for _, src in ours):
+            return
+        out_idx = max(o for o, _ in ours)
+        if _pactl("move-source-output", str(out_idx), target.pulse_source or "") is not None:
+            log.warning("the record stream opened on another source; moved it to %r with pactl", target.pulse_source)
+
+    def _close_stream(self) -> None:
+        global _open_streams
+        stream, self._stream = self._stream, None
+        if stream is None:
+            return
+        with portaudio_lock:
+            try:
+                stream.close(ignore_errors=True)
+            except Exception as e:
+                log.debug("closing the audio stream: %s", e)
+            if not isinstance(stream, _PyAudioStream):
+                _open_streams -= 1
+
+    # -- supervisor thread --
+
+    def _supervise(self) -> None:
+        while not self._stop.wait(_TICK_S):
+            try:
+                with self._lock:
+                    if self._stop.is_set():
+                        return
+                    if self._stream is not None:
+                        why = self._health()
+                        if why is not None:
+                            self._lose(why)
+                    elif time.monotonic_ns() >= self._next_try_ns:
+                        self._reopen()
+            except Exception as e:  # never let the supervisor die
+                (log.debug if self._supervisor_warned else log.warning)(
+                    "audio supervisor: %s: %s", type(e).__name__, e, exc_info=self._supervisor_warned)
+                self._supervisor_warned = True
+                self._next_try_ns = time.monotonic_ns() + int(self.reopen_s * 1e9)
+
+    def _health(self) -> str | None:
+        """Why the open stream counts as lost, or ``None`` when it is fine."""
+        now = time.monotonic_ns()
+        if not self._stream.active:
+            return "the stream stopped (device lost or its server went away)"
+        target = self._target
+        ring = self._ring
+        if target is not None and target.kind != "loopback" and ring is not None:
+            # WASAPI loopback delivers nothing while nothing plays, so no stall check there. Right
+            # after opening, audio may come late and in bursts: no check during the grace time.
+            if now - self._opened_ns > max(_STARTUP_GRACE_S, 2 * self.stall_s) * 1e9:
+                since = max(ring.last_write_ns, self._opened_ns)
+                if now - since > self.stall_s * 1e9:
+                    return f"no audio for {(now - since) / 1e9:.1f} s"
+        if target is not None and target.kind == "pulse" and now >= self._next_pulse_check_ns:
+            self._next_pulse_check_ns = now + int(_PULSE_CHECK_S * 1e9)
+            sources = pulse_sources()
+            if sources is None:  # pactl slow or failing: a server that really went away stops the stream
+                return None
+            cur = next((s["index"] for s in sources if s["name"] == target.pulse_source), None)
+            if cur is None:
+                return f"the PulseAudio source {target.pulse_source!r} is gone"
+            if cur != target.pulse_index:
+                return f"the PulseAudio source {target.pulse_source!r} was recreated"
+            if self.spec == SYSTEM:
+                info = pulse_info() or {}
+                sink = info.get("default_sink")
+                if sink and f"{sink}.monitor" != target.pulse_source:
+                    return f"the default sink is now {sink!r}"
+        return None
+
+    def _lose(self, why: str) -> None:
+        self._close_stream()
+        self._state = "waiting"
+        self._error = f"{self._device or self.spec}: {why}"
+        if not self._lost_logged:
+            log.warning("audio source %r lost: %s; retrying every %.1f s", self.spec, self._error, self.reopen_s)
+            self._lost_logged = True
+        self._next_try_ns = time.monotonic_ns()  # the first attempt right away (a sink change, a stall)
+
+    def _reopen(self) -> None:
+        self.reopen_attempts += 1
+        self._next_try_ns = time.monotonic_ns() + int(self.reopen_s * 1e9)
+        sd = None if self._needs_no_portaudio() else import_sounddevice()
+        try:
+            with portaudio_lock:
+                if sd is not None:
+                    self._try_refresh(sd)
+                if self._found is not None:
+                    target = _resolve_again(self.spec, sd, self._found)
+                else:
+                    target = _resolve(self.spec, sd)
+                self._open(target, sd)
+        except Exception as e:  # DeviceError, PortAudioError, OSError: keep waiting
+            self._state = "waiting"
+            line = (str(e).splitlines() or [""])[0]
+            if not isinstance(e, DeviceError):
+                line = f"audio input {self.spec!r}: {type(e).__name__}: {line}"
+            self._error = line
+            log.debug("audio source %r: reopen attempt %d failed: %s", self.spec, self.reopen_attempts, e)
+            return
+        log.warning("audio source %r is back: %r at %d Hz", self.spec, self._device, self._ring.rate)
+        self._lost_logged = False
