@@ -86,6 +86,12 @@ class PreviewWindow:
             root.mainloop()
         finally:
             self.open = False
+            # Tcl must be torn down on this thread: break the closures' cycles and collect
+            # here, not later in whatever thread the garbage collector happens to run.
+            import gc
+
+            del on_close, poll, photo, root
+            gc.collect()
 
     def write(self, frame: np.ndarray) -> None:
         """Show ``frame`` (copied) at the window's next refresh; dropped if the window was closed."""
