@@ -29,6 +29,7 @@ import numpy as np
 from runtime.audio_ring import AudioRing
 from runtime.clock import FrameClock
 from runtime.emotion import EmotionMixer
+from runtime.errors import GraphError
 from runtime.features import SAMPLE_RATE, LogMelStream
 from runtime.frame_slot import LatestFrameSlot
 from runtime.motion import MotionStage
@@ -39,7 +40,9 @@ log = logging.getLogger(__name__)
 
 STAGES = ("audio", "motion", "render", "publish", "frame", "latency")
 """Timed per frame: audio in + features, motion graph, render graph, hand-off to outputs,
-the whole frame, and audio->frame latency (newest audio sample in -> frame handed off)."""
+the whole frame, and audio->frame latency: from the newest audio sample's arrival to the
+frame's hand-off, plus the motion graph's look-ahead (the mouth a frame shows is the one for
+the audio that much older than the newest), i.e. what a viewer sees as the face's delay."""
 
 STALL_MS = 120.0
 """No audio for this long (device lost, stalled or none): feed silence, keep time moving."""
@@ -76,13 +79,9 @@ class LiveEngine:
                  provider: str = "auto", threads: int = 0, seed: int | None = None) -> None:
         self.fps = float(fps)
         self._provider_req, self._threads, self._seed = provider, threads, seed
-        self._motion = MotionStage(fps=fps, seed=seed, provider=provider, threads=threads)
-        try:
-            self._render = RenderStage(avatar, provider=provider, threads=threads)
-        except BaseException:
-            self._motion.close()
-            raise
+        self._motion, self._render = self._open_stages(avatar)
         self._avatar = avatar
+        self._lookahead_ns = int(self._motion.lookahead_ms * 1e6)
         self._features = LogMelStream(capacity=512)
         self._mixer = EmotionMixer(presets, fade_s=fade_s)
         self._mixer.set(emotion, intensity)
@@ -113,6 +112,33 @@ class LiveEngine:
         self._fresh_audio = False  # this tick fed real audio
         self._started_ns = 0
         self.on_frame: Callable[[np.ndarray, int], None] | None = None  # engine thread; tests
+
+    def _open_stages(self, avatar: AvatarTensors) -> tuple[MotionStage, RenderStage]:
+        """Both graphs on the requested provider. A live webcam must not refuse to start because
+        CUDA does not load where ``cuda`` was asked for: then both run on the CPU, with one warning."""
+        provider, threads = self._provider_req, self._threads
+        motion = render = None
+        try:
+            motion = MotionStage(fps=self.fps, seed=self._seed, provider=provider, threads=threads)
+            render = RenderStage(avatar, provider=provider, threads=threads)
+            return motion, render
+        except GraphError as e:
+            if str(provider).lower() != "cuda":
+                raise
+            why = str(e)
+        finally:
+            if render is None and motion is not None:
+                motion.close()
+        # raises the graph's own error if it does not load on the CPU either
+        motion = MotionStage(fps=self.fps, seed=self._seed, provider="cpu", threads=threads)
+        try:
+            render = RenderStage(avatar, provider="cpu", threads=threads)
+        except BaseException:
+            motion.close()
+            raise
+        self._provider_req = "cpu"
+        log.warning("%s; running on the CPU instead", why)
+        return motion, render
 
     # -- controls (any thread) --
 
@@ -228,7 +254,7 @@ class LiveEngine:
         timer.add("publish", t4 - t3)
         timer.add("frame", t4 - t0)
         if self._fresh_audio and not self._paused:
-            timer.add("latency", time.monotonic_ns() - self._last_audio_ns)
+            timer.add("latency", time.monotonic_ns() - self._last_audio_ns + self._lookahead_ns)
         return frame
 
     def _apply_ops(self) -> None:
