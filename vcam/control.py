@@ -144,6 +144,8 @@ class ControlServer:
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self._conns: set[socket.socket] = set()
         self._conns_lock = threading.Lock()
+        self._answering = 0  # requests read and not yet answered (guarded by _answered)
+        self._answered = threading.Condition(self._conns_lock)
         if self.address.kind == "unix":
             self._listener = self._bind_unix(self.address.path)
         else:
@@ -178,7 +180,9 @@ class ControlServer:
             self._wake_w.send(b"x")
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout=2.0)
-        with self._conns_lock:  # wake connection threads blocked in a read
+        with self._conns_lock:  # let answers being written go out (`vcam ctl quit` gets its "ok") ...
+            self._answered.wait_for(lambda: self._answering == 0, timeout=1.0)
+            # ... then wake connection threads blocked in a read
             for conn in self._conns:
                 with contextlib.suppress(OSError):
                     conn.shutdown(socket.SHUT_RDWR)
@@ -317,8 +321,15 @@ class ControlServer:
                         conn.sendall(_encode(_fail(f"request too large: expected at most {MAX_REQUEST_BYTES} bytes")))
                         _discard_rest(conn)
                         return
-                    response, keep = self.handle(line)
-                    conn.sendall(_encode(response))
+                    with self._conns_lock:
+                        self._answering += 1
+                    try:
+                        response, keep = self.handle(line)
+                        conn.sendall(_encode(response))
+                    finally:
+                        with self._conns_lock:
+                            self._answering -= 1
+                            self._answered.notify_all()
                     if not keep:
                         return
         except (TimeoutError, socket.timeout):
