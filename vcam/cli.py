@@ -18,6 +18,7 @@ from pathlib import Path
 from runtime.channels import EMOTIONS
 from runtime.errors import InputError, VcamError
 from vcam import __version__
+from vcam.argtypes import unit as _unit, int_range as _int_range
 
 log = logging.getLogger("vcam")
 
@@ -326,29 +327,6 @@ def _check_out(path: Path, what: str, suffix: str | None, *, inputs: Sequence[Pa
 
 
 # -- helpers --
-
-
-def _unit(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number 0..1, got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be a number 0..1, got {text}")
-    return value
-
-
-def _int_range(lo: int, hi: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be an integer {lo}..{hi}, got {text!r}") from None
-        if not lo <= value <= hi:
-            raise argparse.ArgumentTypeError(f"must be an integer {lo}..{hi}, got {text}")
-        return value
-
-    return parse
 
 
 def _setup_logging(verbose: bool) -> None:

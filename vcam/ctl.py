@@ -16,6 +16,7 @@ from typing import Any
 
 from runtime.channels import EMOTIONS
 from runtime.errors import InputError
+from vcam.argtypes import unit as _unit
 
 EXIT_OK = 0
 _LABEL_WIDTH = 10
@@ -246,16 +247,6 @@ def _duration(seconds: Any) -> str:
     if m:
         return f"{m}m {sec:02d}s"
     return f"{sec}s"
-
-
-def _unit(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number 0..1, got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be a number 0..1, got {text}")
-    return value
 
 
 def _positive(text: str) -> float:

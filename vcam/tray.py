@@ -121,17 +121,25 @@ def preview_shown(status: dict) -> bool:
     return state is None or str(state).lower() not in _OUTPUT_CLOSED
 
 
-def status_line(status: dict) -> str:
-    """The menu's first (disabled) line, coarse so it changes rarely: ``vcam: happy 75% · 30 fps``."""
+def _expression(status: dict, paused_word: str) -> list[str] | None:
+    """``["happy 75%", paused_word?]`` from a status, or ``None`` before the daemon reports one."""
     emotion = status.get("emotion")
     if not isinstance(emotion, str) or not emotion:
-        return f"{NAME}: starting…"
+        return None
     parts = [emotion]
     intensity = _num(status.get("intensity"))
     if intensity is not None:
         parts[0] += f" {round(intensity * 100)}%"
     if status.get("paused") is True:
-        parts.append("lip sync paused")
+        parts.append(paused_word)
+    return parts
+
+
+def status_line(status: dict) -> str:
+    """The menu's first (disabled) line, coarse so it changes rarely: ``vcam: happy 75% · 30 fps``."""
+    parts = _expression(status, "lip sync paused")
+    if parts is None:
+        return f"{NAME}: starting…"
     fps = _num(status.get("fps"))
     if fps is not None:
         parts.append(f"{fps:.0f} fps")
@@ -140,15 +148,9 @@ def status_line(status: dict) -> str:
 
 def tooltip(status: dict) -> str:
     """The icon's title/tooltip: emotion, fps, latency p50, drops, audio; at most 127 characters."""
-    emotion = status.get("emotion")
-    if not isinstance(emotion, str) or not emotion:
+    parts = _expression(status, "paused")
+    if parts is None:
         return f"{NAME}: starting…"
-    parts = [emotion]
-    intensity = _num(status.get("intensity"))
-    if intensity is not None:
-        parts[0] += f" {round(intensity * 100)}%"
-    if status.get("paused") is True:
-        parts.append("paused")
     fps = _num(status.get("fps"))
     parts.append(f"{fps:.1f} fps" if fps is not None else "– fps")
     latency = status.get("latency_ms")
