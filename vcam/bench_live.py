@@ -149,6 +149,7 @@ def run(photo, *, trials: int = 20, fps: int = 30, provider: str = "cpu") -> dic
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise DeviceError(f"the daemon did not start: {proc.stderr.read().decode(errors='replace')[-400:]}")
             time.sleep(0.05)
+        time.sleep(2.5)  # an idle PulseAudio sink starts delivering to a new monitor stream after ~2 s
 
         bursts = speech_bursts(trials)
         period = int((SILENCE_S + BURST_S) * RATE)
@@ -176,7 +177,7 @@ def run(photo, *, trials: int = 20, fps: int = 30, provider: str = "cpu") -> dic
                 done.set()
 
         os.environ["PULSE_SINK"] = sink
-        with sd.OutputStream(device="pulse", samplerate=RATE, channels=1, dtype="float32", blocksize=240,
+        with sd.OutputStream(device="pulse", samplerate=RATE, channels=1, dtype="float32", blocksize=480,
                              latency="low", callback=callback):
             done.wait(track.shape[0] / RATE + 10)
         time.sleep(0.5)
