@@ -766,3 +766,54 @@ def test_sigterm_exits_0_and_removes_the_socket(pulse_null_sink, daemons):
     assert not d.sock.exists()
     assert d.reader.eof.is_set() and d.reader.tail == b""
     assert "Traceback" not in d.stderr()
+
+
+def test_a_missing_microphone_at_start_is_waited_for(workdir, enrolled, monkeypatch):
+    """No input device when the daemon starts (no sound server yet): it runs, idles, retries."""
+    import runtime.audio_in as audio_in
+    from runtime.audio_ring import AudioRing
+    from runtime.errors import DeviceError
+    from vcam import daemon as daemon_mod
+    from vcam.daemon import Daemon, LiveOptions
+
+    class LateSource:
+        attempts = 0
+
+        def __init__(self, spec):
+            self.spec, self.ring = spec, AudioRing(32000, 16000)
+
+        def start(self):
+            LateSource.attempts += 1
+            if LateSource.attempts < 3:
+                raise DeviceError("audio input 'mic': there is no default input device; inputs: none")
+
+        def status(self):
+            return {"source": self.spec, "device": "late-mic", "state": "running"}
+
+        def close(self):
+            pass
+
+    monkeypatch.setenv("VCAM_CACHE_DIR", str(enrolled[0]))
+    monkeypatch.setenv("XDG_STATE_HOME", str(workdir / "state"))
+    monkeypatch.setattr(audio_in, "AudioSource", LateSource)
+    monkeypatch.setattr(daemon_mod, "AUDIO_RETRY_S", 0.2)
+    opts = LiveOptions(photo=PAINTING, audio="mic", outputs=(), fps=FPS, emotion="neutral", intensity=0.8,
+                       fade_s=0.3, provider="cpu", tray=False, hotkeys=False,
+                       control_address=str(workdir / "control.sock"), seed=1)
+    with Daemon(opts) as daemon:
+        assert daemon.status()["audio"]["state"] == "waiting"
+        runner = threading.Thread(target=daemon.run, daemon=True)
+        runner.start()
+        deadline = time.monotonic() + 10
+        while daemon.status()["audio"]["state"] != "running":
+            assert time.monotonic() < deadline, daemon.status()["audio"]
+            time.sleep(0.05)
+        assert daemon.engine.frames > 0
+        daemon.stop()
+        runner.join(5)
+    # a device asked for by name that is not there is an error at start (likely a typo)
+    LateSource.attempts = -10
+    with pytest.raises(DeviceError):
+        Daemon(LiveOptions(photo=PAINTING, audio="Blue Yeti", outputs=(), fps=FPS, emotion="neutral",
+                           intensity=0.8, fade_s=0.3, provider="cpu", tray=False, hotkeys=False,
+                           control_address=str(workdir / "control2.sock"), seed=1))

@@ -24,6 +24,10 @@ from vcam.commands import CommandInbox
 
 log = logging.getLogger(__name__)
 
+AUTO_SOURCES = ("mic", "system")
+"""Sources that may be missing at start (no microphone yet, sound server not up): vcam waits."""
+AUDIO_RETRY_S = 2.0
+
 
 @dataclass(frozen=True)
 class LiveOptions:
@@ -131,6 +135,8 @@ class Daemon:
         self._tray = None
         self.engine = None
         self.photo = Path(opts.photo)
+        self._audio_wanted: str | None = None
+        self._audio_retry_at = time.monotonic() + AUDIO_RETRY_S
         self.last_error: str | None = None
         try:
             self._open()
@@ -158,7 +164,13 @@ class Daemon:
                                  threads=opts.threads, seed=opts.seed)
         for spec in dict.fromkeys(opts.outputs):
             self._add_output(spec)
-        self._open_audio(opts.audio)
+        try:
+            self._open_audio(opts.audio)
+        except DeviceError as e:
+            if opts.audio not in AUTO_SOURCES:
+                raise  # a device asked for by name that is not there: most likely a typo
+            self._audio_wanted = opts.audio  # mic/system not there yet: idle and retry
+            self._report(f"{e}; the face idles and vcam retries every {AUDIO_RETRY_S:.0f} s")
         if opts.hotkeys:
             self._start_hotkeys()
 
@@ -184,6 +196,7 @@ class Daemon:
             source.close()
             raise
         old, self._audio = self._audio, source
+        self._audio_wanted = None
         self.engine.set_audio(source.ring)
         if old is not None:
             time.sleep(2.0 / self.opts.fps)
@@ -256,7 +269,10 @@ class Daemon:
         """JSON-safe: the engine's figures plus audio, outputs, photo, last error."""
         s = self.engine.status() if self.engine is not None else {}
         s["photo"] = str(self.photo)
-        s["audio"] = self._audio.status() if self._audio is not None else None
+        if self._audio is not None:
+            s["audio"] = self._audio.status()
+        else:
+            s["audio"] = {"source": self._audio_wanted, "state": "waiting", "error": self.last_error}
         s["outputs"] = {spec: out.status() for spec, out in list(self._outputs.items())}
         s["hotkeys"] = None if self._hotkeys is None else {"active": self._hotkeys.active,
                                                             "reason": self._hotkeys.reason}
@@ -305,9 +321,24 @@ class Daemon:
         self._tray = TrayIcon(self.inbox, self.status, photos_fn=recent_photos)
         return self._tray
 
+    def _retry_audio(self) -> None:
+        """Try again to open a mic/system source that was missing at start."""
+        now = time.monotonic()
+        if self._audio_wanted is None or now < self._audio_retry_at:
+            return
+        self._audio_retry_at = now + AUDIO_RETRY_S
+        try:
+            self._open_audio(self._audio_wanted)
+        except DeviceError as e:
+            self.last_error = str(e)
+            return
+        log.warning("audio source %s is open", self._audio.status().get("device"))
+        self.last_error = None
+
     def _control_loop(self) -> None:
         while not self._stop.is_set():
             self.inbox.wait(0.2)
+            self._retry_audio()
             for command in self.inbox.drain():
                 try:
                     self.apply(command)
