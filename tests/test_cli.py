@@ -251,3 +251,15 @@ def test_render_sample_end_to_end(tmp_path, monkeypatch, capsys):
         assert (video.codec_context.name, video.width, video.height) == ("h264", 512, 512)
         assert c.streams.audio[0].codec_context.name == "aac"
         assert abs(video.frames - seconds * 25) <= 2
+
+
+def test_face_width_is_the_zoom_and_is_checked():
+    from vcam.cli import _with_face_width, build_parser
+    from vcam.settings import load_settings
+
+    args = build_parser().parse_args(["render", "--sample", "--face-width", "0.6"])
+    assert args.face_width == 0.6
+    settings = _with_face_width(load_settings(None), args.face_width)
+    assert settings.enroll.face_width_frac == 0.6
+    assert _with_face_width(settings, None) is settings
+    assert main(["run", "--face-width", "0.9"]) == 2

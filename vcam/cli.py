@@ -103,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument(
         "--seed", type=_int_range(0, 2**32 - 1), metavar="N", help="random seed (default: [render] seed)"
     )
+    render.add_argument("--face-width", type=_face_width, metavar="0.2..0.8",
+                        help="zoom: the face's width as a share of the frame (default: [enroll] face_width_frac)")
     render.add_argument(
         "--motion-out", type=Path, metavar="M.csv", help="also write the motion channels per frame as CSV"
     )
@@ -150,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--emotion", choices=EMOTIONS, help="expression at start (default: [emotion] default)")
     run.add_argument("--intensity", type=_unit, metavar="0..1",
                      help="expression strength (default: [emotion] intensity)")
+    run.add_argument("--face-width", type=_face_width, metavar="0.2..0.8",
+                     help="zoom: the face's width as a share of the frame (default: [enroll] face_width_frac)")
     run.add_argument("--no-tray", action="store_true", help="no system-tray icon")
     run.add_argument("--no-hotkeys", action="store_true", help="no global hotkeys")
     run.add_argument("--seed", type=_int_range(0, 2**32 - 1), metavar="N",
@@ -188,7 +192,7 @@ def _render(args: argparse.Namespace) -> int:
     from vcam.progress import Progress
     from vcam.settings import load_settings
 
-    settings = load_settings(args.config)
+    settings = _with_face_width(load_settings(args.config), args.face_width)
     render_job = importlib.import_module("vcam.render_job")
     with Progress("render") as progress:
         render_job.render_file(
@@ -251,7 +255,7 @@ def _run_live(args: argparse.Namespace) -> int:
     from vcam.recent import recent_photos
     from vcam.settings import load_settings
 
-    settings = load_settings(args.config)
+    settings = _with_face_width(load_settings(args.config), args.face_width)
     live = settings.live
     if args.photo is not None:
         photo = args.photo
@@ -327,6 +331,25 @@ def _check_out(path: Path, what: str, suffix: str | None, *, inputs: Sequence[Pa
 
 
 # -- helpers --
+
+
+def _face_width(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number 0.2..0.8, got {text!r}") from None
+    if not 0.2 <= value <= 0.8:
+        raise argparse.ArgumentTypeError(f"must be a number 0.2..0.8, got {text}")
+    return value
+
+
+def _with_face_width(settings, face_width: float | None):
+    """``settings`` with ``[enroll] face_width_frac`` replaced when ``--face-width`` was given."""
+    if face_width is None:
+        return settings
+    import dataclasses
+
+    return dataclasses.replace(settings, enroll=dataclasses.replace(settings.enroll, face_width_frac=face_width))
 
 
 def _setup_logging(verbose: bool) -> None:
