@@ -104,3 +104,91 @@ def test_advance_allocates_nothing():
         tracemalloc.stop()
     grown = sum(st.size_diff for st in snap1.compare_to(snap0, "filename") if st.size_diff > 0)
     assert grown < 2048, grown
+
+
+# What each preset must do, at the default intensity: {emotion: {blendshape: minimum offset}};
+# and the blendshapes that would contradict it (must stay at 0).
+_MOVES = {
+    "happy": {"mouthSmileLeft": 0.5, "mouthSmileRight": 0.5, "cheekSquintLeft": 0.3, "cheekSquintRight": 0.3,
+              "eyeSquintLeft": 0.3, "eyeSquintRight": 0.3},
+    "sad": {"browInnerUp": 0.6, "mouthFrownLeft": 0.5, "mouthFrownRight": 0.5},
+    "angry": {"browDownLeft": 0.6, "browDownRight": 0.6, "mouthPressLeft": 0.4, "mouthPressRight": 0.4},
+    "surprised": {"browInnerUp": 0.7, "browOuterUpLeft": 0.7, "browOuterUpRight": 0.7, "eyeWideLeft": 0.5,
+                  "eyeWideRight": 0.5, "jawOpen": 0.08},
+}
+_NEVER = {
+    "happy": ("mouthFrownLeft", "mouthFrownRight", "browDownLeft", "browDownRight"),
+    "sad": ("mouthSmileLeft", "mouthSmileRight", "browDownLeft", "browDownRight", "eyeWideLeft", "eyeWideRight"),
+    "angry": ("mouthSmileLeft", "mouthSmileRight", "browInnerUp", "browOuterUpLeft", "browOuterUpRight", "jawOpen"),
+    "surprised": ("browDownLeft", "browDownRight", "eyeSquintLeft", "eyeSquintRight", "mouthPressLeft"),
+}
+
+
+def _default_intensity() -> float:
+    """The shipped ``[emotion] intensity`` (config/default.toml), whatever the user's config says."""
+    import tomllib
+
+    from vcam.settings import default_config_path
+
+    return float(tomllib.loads(default_config_path().read_text(encoding="utf-8"))["emotion"]["intensity"])
+
+
+@pytest.mark.parametrize("emotion", sorted(_MOVES))
+def test_each_preset_moves_the_right_blendshapes(emotion):
+    p = load_emotion_presets()
+    x = _default_intensity()
+    vec = p[emotion] * x
+    for name, least in _MOVES[emotion].items():
+        assert vec[INDEX[name]] >= least, f"{emotion}: {name} = {vec[INDEX[name]]:.2f} at intensity {x}, want >= {least}"
+    for name in _NEVER[emotion]:
+        assert vec[INDEX[name]] == 0.0, f"{emotion} must not use {name}"
+
+
+# The eval tools' face measures (../shared/eval/facemeasure.py), in outer-eye-corner distances.
+def _features(L):
+    s = float(np.linalg.norm(L[33] - L[263]))
+    return {
+        "corner_lift": float((L[13, 1] + L[14, 1]) / 2 - (L[61, 1] + L[291, 1]) / 2) / s,
+        "brow": float(np.linalg.norm(L[105] - L[159]) + np.linalg.norm(L[334] - L[386])) / 2 / s,
+        "brow_gap": float(np.linalg.norm(L[55] - L[285])) / s,
+        "eye_open": float(np.linalg.norm(L[159] - L[145]) + np.linalg.norm(L[386] - L[374])) / 2 / s,
+    }
+
+
+# {emotion: (measure, least change from neutral, signed)}: how much each preset must move the
+# face as MediaPipe's mesh sees it, on every sample portrait, at the default intensity (the
+# frame-to-frame noise of these measures on a rendered video is 0.001-0.002, brow ~0.005).
+_SEEN = {
+    "happy": [("corner_lift", +0.02), ("eye_open", -0.004)],
+    "sad": [("corner_lift", -0.02)],
+    "angry": [("brow_gap", -0.004)],
+    "surprised": [("brow", +0.012), ("eye_open", +0.003)],
+}
+
+
+@pytest.mark.parametrize("portrait", ["painting", "astronaut", "beard_bw"])
+def test_each_emotion_shows_on_the_rendered_face(portrait, sample_avatars):
+    """Rendered at rest, every emotion moves the eval tools' face measure its own way."""
+    pytest.importorskip("onnxruntime")
+    from runtime.channels import N_MOTION
+    from runtime.render import RenderStage
+    from vcam.enroll import _mediapipe
+
+    mp = _mediapipe()
+    mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=True,
+                                           min_detection_confidence=0.3)
+    presets, x = load_emotion_presets(), _default_intensity()
+    seen = {}
+    with RenderStage(sample_avatars[portrait], provider="cpu") as stage:
+        for emotion in ("neutral",) + tuple(_SEEN):
+            m = np.zeros(N_MOTION, np.float32)
+            m[:N_BLENDSHAPES] = np.clip(presets[emotion] * x, 0.0, 1.0)
+            res = mesh.process(np.ascontiguousarray(stage.render(m)))
+            assert res.multi_face_landmarks, f"{portrait} {emotion}: no face found"
+            L = np.array([[q.x * 512, q.y * 512] for q in res.multi_face_landmarks[0].landmark], np.float32)
+            seen[emotion] = _features(L)
+    mesh.close()
+    for emotion, wants in _SEEN.items():
+        for key, least in wants:
+            d = seen[emotion][key] - seen["neutral"][key]
+            assert d * np.sign(least) >= abs(least), f"{portrait} {emotion}: {key} moved {d:+.4f}, want {least:+.3f}"

@@ -173,6 +173,40 @@ def test_blink_rate_and_shape():
     assert runs.max() * 1000 / FPS <= 320  # each blink over in ~250 ms
 
 
+def _blinks(m: np.ndarray, fps: float) -> tuple[np.ndarray, np.ndarray]:
+    """Onset frames of the blinks in a motion track, and each blink's deepest closure."""
+    bl = m[:, INDEX["eyeBlinkLeft"]]
+    closed = bl > 0.5
+    onsets = np.flatnonzero(closed[1:] & ~closed[:-1]) + 1
+    return onsets, np.array([bl[o: o + int(0.2 * fps) + 1].max() for o in onsets])
+
+
+@pytest.mark.parametrize("fps", [25.0, 30.0])
+def test_blinks_in_silence_and_speech(speech, fps):
+    """Natural, irregular blink rates in silence and while talking (more while talking, with
+    a double blink now and then), and every blink shuts the eyes fully on at least one video
+    frame, so a blink is never a half-closed flicker in the video."""
+    talk = np.concatenate([np.concatenate([speech, np.zeros(8000, np.float32)])] * 6)  # ~60 s, pauses
+    silence = np.zeros(16000 * 60, np.float32)
+    rates = {"silence": [], "speech": []}
+    doubles = 0
+    for seed in (1, 2, 3):
+        for name, pcm in (("silence", silence), ("speech", talk)):
+            with MotionStage(fps=fps, seed=seed, provider="cpu", threads=1) as st:
+                m = drive(st, pcm, fps=fps)
+            onsets, depth = _blinks(m, fps)
+            minutes = len(m) / fps / 60
+            rates[name].append(len(onsets) / minutes)
+            assert depth.min() > 0.99, (name, seed, depth.min())
+            gaps = np.diff(onsets) / fps
+            assert gaps.std() / gaps.mean() > 0.3, (name, seed)  # irregular, not a metronome
+            doubles += int((gaps < 0.6).sum())
+    assert all(10 <= r <= 25 for r in rates["silence"]), rates
+    assert all(12 <= r <= 30 for r in rates["speech"]), rates
+    assert np.mean(rates["speech"]) > np.mean(rates["silence"]), rates
+    assert doubles >= 2
+
+
 def test_head_idle_and_speech_bounds(stage, speech):
     stage.reset(2)
     idle = drive(stage, np.zeros(16000 * 20, np.float32))

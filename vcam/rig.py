@@ -155,8 +155,11 @@ def _eye_maps(L, image, gx, gy, maps, params, prefix, left_idx, right_idx, upper
     # The lid skin that slides down on a blink stops well below the brow.
     brow = _profile(L[list(brow_idx), :2], origin, ex, ey, a)
     top = np.maximum(upper - lid, upper + 0.55 * np.minimum(brow - upper, -2.0))
+    # On a blink the lid skin slides down from most of the way up to the brow: the closed
+    # lid's cover then fades in over a tall stretch of skin and reads as a lid, not a patch.
+    slide = np.maximum(upper - 1.5 * lid, upper + 0.82 * np.minimum(brow - upper, -2.0))
     bot = lower + max(0.9 * gap_c, 0.35 * half_w)
-    for name, arr in (("b", b), ("St", top), ("Sue", upper), ("Sle", lower), ("Sbt", bot)):
+    for name, arr in (("b", b), ("St", slide), ("Sue", upper), ("Sle", lower), ("Sbt", bot)):
         maps[MAP_INDEX[prefix + name]] = arr
     # Closed-lid colour: the lit skin around the eye. Above the lid (between crease and brow)
     # and below it (the top of the cheek), the brighter half of each band; the brighter band
@@ -187,6 +190,100 @@ def _iris(L, idx, fallback):
         pts = L[list(idx), :2]
         return pts[0], float(np.mean(np.linalg.norm(pts[1:] - pts[0], axis=1)))
     return fallback, 0.0
+
+
+def _mouth_corner_fields(gx, gy, c_r, c_l, W):
+    """Smile and frown fields of each mouth corner: ``{"smileL": (2, G, G), ...}``.
+
+    They act on the corner and fade to nothing at the mouth's centre line, so a smile curves
+    the mouth up at its corners instead of lifting the whole mouth; the skin around the
+    corner (cheek above it, chin below) goes along. A smile also bunches the cheek up and
+    out above the corner (the nasolabial fold deepens).
+    """
+    origin, ex, ey = _frame((c_r + c_l) / 2, c_r, c_l)
+    a, b = _local(gx, gy, origin, ex, ey)
+    half = 0.5 * W
+    out = {}
+    for side, sa in (("L", 1.0), ("R", -1.0)):
+        u = sa * a / half  # 0 at the centre line, 1 at this corner
+        reach = _smoothstep(-0.1, 1.0, u)
+        g = np.exp(-((u - 1.0) * half) ** 2 / (2 * (0.38 * W) ** 2) - b ** 2 / (2 * (0.42 * W) ** 2)) * reach
+
+        def field(w, va, vb):
+            vx, vy = va * ex + vb * ey
+            return np.stack([w * vx, w * vy])
+
+        cheek = np.exp(-((u - 1.3) * half) ** 2 / (2 * (0.35 * W) ** 2) - (b + 0.55 * W) ** 2 / (2 * (0.35 * W) ** 2))
+        out["smile" + side] = (field(g, 0.07 * sa * W, -0.15 * W)
+                               + field(cheek * _smoothstep(0.0, 0.6, u), 0.03 * sa * W, -0.06 * W))
+        out["frown" + side] = field(g, 0.02 * sa * W, 0.13 * W)
+    return out
+
+
+def _brow_fields(L, gx, gy, iod, face_c, r_origin, l_origin):
+    """Brow fields: ``browDownL/R``, ``browOuterUpL/R`` and ``browInnerUp`` (2, G, G) each.
+
+    Each brow moves as a whole (its inner or outer part more), with the forehead above it.
+    Below the brow's upper edge the motion fades out over the brow and the lid skin and is
+    zero at the upper lid, so the eye itself stays put (eyeWide/eyeSquint move the lids).
+    The amplitude is capped by the room between lid and brow, so the lid skin never folds.
+    """
+    out = {}
+    inner_up = np.zeros((2,) + gx.shape, np.float32)
+    for side, origin, p0, p1, brow_up, brow_lo, lid in (
+            ("R", r_origin, lm.RIGHT_EYE_OUTER, lm.RIGHT_EYE_INNER, lm.RIGHT_BROW, lm.RIGHT_BROW_LOWER,
+             lm.RIGHT_EYE_UPPER),
+            ("L", l_origin, lm.LEFT_EYE_INNER, lm.LEFT_EYE_OUTER, lm.LEFT_BROW, lm.LEFT_BROW_LOWER,
+             lm.LEFT_EYE_UPPER)):
+        origin, ex, ey = _frame(origin, L[p0, :2], L[p1, :2])
+        a, b = _local(gx, gy, origin, ex, ey)
+        top_pts, lid_pts = L[list(brow_up), :2], L[list(lid), :2]
+        mid_pts = (top_pts + L[list(brow_lo), :2]) / 2
+        lid_b = _profile(lid_pts, origin, ex, ey, a)
+        top = np.minimum(_profile(top_pts, origin, ex, ey, a), lid_b - 4.0)  # the brow's upper edge
+        # along the brow: 0 at its inner end, 1 at its outer end
+        pa = (mid_pts[:, 0] - origin[0]) * ex[0] + (mid_pts[:, 1] - origin[1]) * ex[1]
+        a_out, a_in = float(pa[0]), float(pa[-1])
+        t = (a - a_in) / (a_out - a_in)
+        env = np.exp(-np.minimum(t, 0.0) ** 2 / (2 * 0.25 ** 2) - np.maximum(t - 1.0, 0.0) ** 2 / (2 * 0.4 ** 2))
+        # 0 at the upper lid, 1 at the brow's upper edge (half linear, half smoothstep: the
+        # steepest slope is 1.25 / room instead of 1.5 / room), fading slowly up the forehead
+        ramp = np.clip((b - lid_b) / np.minimum(top - lid_b, -1e-3), 0.0, 1.0)
+        vert = (0.5 * ramp + 0.5 * ramp * ramp * (3.0 - 2.0 * ramp)) * np.exp(
+            -np.maximum(top - b, 0.0) ** 2 / (2 * (0.5 * iod) ** 2))
+        # The cap is a smooth function of the column, so it adds no steep sideways gradient.
+        a_line = np.linspace(float(a.min()), float(a.max()), 256, dtype=np.float32)
+        room = np.maximum(_profile(lid_pts, origin, ex, ey, a_line)
+                          - np.minimum(_profile(top_pts, origin, ex, ey, a_line),
+                                       _profile(lid_pts, origin, ex, ey, a_line) - 4.0), 4.0)
+        cap = np.minimum(0.16 * iod, 0.43 * room)
+        k = np.exp(-0.5 * (np.arange(-40, 41) * (a_line[1] - a_line[0]) / (0.06 * iod)) ** 2)
+        cap = np.lib.stride_tricks.sliding_window_view(np.pad(cap, 8, mode="edge"), 17).min(axis=1)
+        cap = np.convolve(np.pad(cap, 40, mode="edge"), k / k.sum(), mode="valid")
+        amp = np.interp(a, a_line, cap).astype(np.float32)
+        w_out = _smoothstep(0.15, 0.85, t)
+        w_in = 1.0 - w_out
+        to_nose = np.array([float(np.sign(face_c[0] - L[brow_up[-1], 0])), 0.0], np.float32)
+        up = -ey
+
+        def field(w, vec):
+            return np.stack([w * vec[0], w * vec[1]]).astype(np.float32)
+
+        shape = vert * env * amp
+        out["browOuterUp" + side] = field(shape * w_out, up)
+        inner_up += field(shape * w_in, up) + field(vert * env * w_in, 0.025 * iod * to_nose)
+        # Lowered brows: the inner end drops more, and the brow heads are drawn toward the
+        # nose (with the skin above them), capped by the room between lid and brow.
+        pull = np.exp(-np.minimum(t, 0.0) ** 2 / (2 * 0.3 ** 2) - np.maximum(t - 0.3, 0.0) ** 2 / (2 * 0.35 ** 2))
+        lo_b = np.minimum(_profile(L[list(brow_lo), :2], origin, ex, ey, a), lid_b - 3.0)
+        ramp = np.clip((b - lid_b) / np.minimum(lo_b - lid_b, -1e-3), 0.0, 1.0)
+        vert_lo = (0.5 * ramp + 0.5 * ramp * ramp * (3.0 - 2.0 * ramp)) * np.exp(
+            -np.maximum(lo_b - b, 0.0) ** 2 / (2 * (0.6 * iod) ** 2))
+        squeeze = np.minimum(0.2 * iod, 0.42 * np.maximum(lid_b - lo_b, 3.0))
+        out["browDown" + side] = (field(shape * (0.27 + 0.42 * np.clip(1.0 - t, 0.0, 1.0)), -up)
+                                  + field(vert_lo * pull * squeeze, to_nose))
+    out["browInnerUp"] = inner_up
+    return out
 
 
 def build_rig(image: np.ndarray, landmarks: np.ndarray, person_mask: np.ndarray, plate: np.ndarray) -> Avatar:
@@ -226,31 +323,18 @@ def build_rig(image: np.ndarray, landmarks: np.ndarray, person_mask: np.ndarray,
     up_c = L[0, :2]
     lo_c = L[17, :2]
     basis = {}
+    basis.update(_mouth_corner_fields(gx, gy, c_r, c_l, W))
     for side, corner, sx in (("L", c_l, 1.0), ("R", c_r, -1.0)):
-        cheek = corner + np.array([0.15 * sx * W, -0.55 * W], np.float32)
-        basis["smile" + side] = (_bump(gx, gy, corner, 0.45 * W, (0.10 * sx * W, -0.13 * W))
-                                 + _bump(gx, gy, cheek, 0.55 * W, (0.02 * sx * W, -0.06 * W)))
-        basis["frown" + side] = _bump(gx, gy, corner, 0.45 * W, (0.0, 0.10 * W))
         basis["stretch" + side] = _bump(gx, gy, corner, 0.45 * W, (0.10 * sx * W, 0.03 * W))
         eye_o = l_origin if side == "L" else r_origin
-        basis["cheek" + side] = _bump(gx, gy, eye_o + np.array([0.0, 0.32 * iod], np.float32), 0.22 * iod,
-                                      (0.0, -0.05 * iod))
+        # The cheek rises under the eye (a smile, a squint) and pushes the lower lid up.
+        basis["cheek" + side] = _bump(gx, gy, eye_o + np.array([0.0, 0.36 * iod], np.float32), 0.24 * iod,
+                                      (0.0, -0.085 * iod))
     basis["pucker"] = (_bump(gx, gy, c_l, 0.5 * W, (-0.16 * W, 0.0)) + _bump(gx, gy, c_r, 0.5 * W, (0.16 * W, 0.0))
                        + _bump(gx, gy, up_c, 0.35 * W, (0.0, -0.03 * W)) + _bump(gx, gy, lo_c, 0.35 * W, (0.0, 0.03 * W)))
     basis["funnel"] = _bump(gx, gy, c_l, 0.5 * W, (-0.10 * W, 0.0)) + _bump(gx, gy, c_r, 0.5 * W, (0.10 * W, 0.0))
     basis["press"] = _bump(gx, gy, up_c, 0.45 * W, (0.0, 0.03 * W)) + _bump(gx, gy, lo_c, 0.45 * W, (0.0, -0.05 * W))
-
-    brows = {"R": lm.RIGHT_BROW, "L": lm.LEFT_BROW}
-    inner_up = np.zeros((2, GRID_H, GRID_W), np.float32)
-    for side, idx in brows.items():
-        pts = L[list(idx), :2]
-        outer, inner, mid = pts[0], pts[-1], pts.mean(axis=0)
-        to_nose = np.sign(face_c[0] - inner[0])
-        basis["browDown" + side] = (_bump(gx, gy, mid, 0.24 * iod, (0.0, 0.07 * iod))
-                                    + _bump(gx, gy, inner, 0.14 * iod, (0.05 * to_nose * iod, 0.03 * iod)))
-        basis["browOuterUp" + side] = _bump(gx, gy, outer, 0.2 * iod, (0.0, -0.08 * iod))
-        inner_up += _bump(gx, gy, inner, 0.17 * iod, (0.0, -0.09 * iod))
-    basis["browInnerUp"] = inner_up
+    basis.update(_brow_fields(L, gx, gy, iod, face_c, r_origin, l_origin))
 
     for side, iris_idx, origin, half, geo in (("R", lm.RIGHT_IRIS, r_origin, r_half, r_geo),
                                               ("L", lm.LEFT_IRIS, l_origin, l_half, l_geo)):
