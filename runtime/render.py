@@ -16,6 +16,11 @@ from runtime.graph import GRAPH_DIR, OnnxGraph
 
 AVATAR_INPUTS = ("image", "plate", "rig_basis", "rig_maps", "rig_params")
 
+#: Intra-op threads of the render graph when none are asked for. One: its kernels are small
+#: or parallel over a few channels only, and waking onnxruntime's sleeping pool for each costs
+#: more than it gains (2 cores, ``vcam bench``: 9.8 ms a frame on one thread, 10.3 on two).
+DEFAULT_THREADS = 1
+
 
 class AvatarTensors(Protocol):
     """What the render graph needs of a portrait (see ``vcam.rig.Avatar``); all float32."""
@@ -37,12 +42,13 @@ class RenderStage:
     The avatar tensors are copied once into buffers bound to the graph; :meth:`set_avatar`
     swaps a new portrait in between frames without reallocating. :meth:`render` writes the
     frame into one preallocated ``(512, 512, 3) uint8`` array and returns it.
+    ``threads``: intra-op threads on the CPU, 0 for :data:`DEFAULT_THREADS`.
     A context manager; :meth:`close` is idempotent.
     """
 
     def __init__(self, avatar: AvatarTensors, *, provider: str = "auto", threads: int = 0,
                  graph_dir=GRAPH_DIR) -> None:
-        self._graph = OnnxGraph("render", provider=provider, threads=threads, graph_dir=graph_dir)
+        self._graph = OnnxGraph("render", provider=provider, threads=threads or DEFAULT_THREADS, graph_dir=graph_dir)
         self._buffers: dict[str, np.ndarray] = {}
         for name in AVATAR_INPUTS:
             spec = self._graph.spec(name)

@@ -99,6 +99,38 @@ def test_onnx_equals_torch(avatars):
         assert diff.mean() < 0.05 and np.percentile(diff, 99.9) <= 2
 
 
+def test_windows_hold_everything_the_regions_draw(avatars, monkeypatch):
+    """The mouth, the lids and their colours are worked out in windows of the grid sized to
+    what they draw: for wide motions (jaw wide open, lids shut, head turned and rolled), on a
+    big face too, wider windows draw the same."""
+    from conftest import SAMPLE_PHOTOS
+    from vcam.enroll import enroll
+    from vcam.graphs import render_model as rm
+    from vcam.rig import build_rig
+
+    close_up = enroll(SAMPLE_PHOTOS["astronaut"], face_width_frac=0.7)
+    avatars = dict(avatars, close_up=build_rig(close_up.image, close_up.landmarks, close_up.person_mask,
+                                               close_up.plate))
+    model = rm.RenderModel().eval()
+    motions = [motion(jawOpen=1.0, mouthLowerDownLeft=1.0, mouthLowerDownRight=1.0, mouthUpperUpLeft=1.0,
+                      mouthUpperUpRight=1.0, headRoll=20.0, headZ=0.1),
+               motion(eyeBlinkLeft=1.0, eyeBlinkRight=1.0, jawOpen=0.5, headYaw=-20.0, headRoll=-20.0),
+               motion(eyeWideLeft=1.0, eyeWideRight=1.0, mouthSmileLeft=1.0, mouthSmileRight=1.0, jawOpen=0.6,
+                      headYaw=20.0, headPitch=-10.0)]
+
+    def render(av, m):
+        tensors = (torch.from_numpy(getattr(av, k)) for k in ("image", "plate", "rig_basis", "rig_maps", "rig_params"))
+        with torch.no_grad():
+            return model(torch.from_numpy(m[None]), *tensors).numpy()
+
+    windowed = {name: [render(av, m) for m in motions] for name, av in avatars.items()}
+    monkeypatch.setattr(rm, "WINDOW_MARGIN", 3 * rm.WINDOW_MARGIN)
+    for name, av in avatars.items():
+        for m, want in zip(motions, windowed[name]):
+            diff = np.abs(render(av, m).astype(int) - want)
+            assert diff.mean() < 0.01 and diff.max() <= 8, (name, diff.mean(), diff.max())
+
+
 def test_rest_pose_reproduces_the_photo(avatars, stage_factory, sample_portraits):
     stage = stage_factory(avatars["painting"])
     frame = stage.render(motion()).astype(np.float32)
