@@ -1,10 +1,11 @@
-"""Make the README's contact sheet: rendered frames at an open vowel, a closure and a blink.
+"""Make the README's gallery: rendered frames at visemes, a blink and every emotion.
 
     python -m vcam.contact_sheet docs/contact-sheet.png [--audio A] [PHOTO ...]
 
 Each portrait speaks the sample speech; from its motion the frame with the widest jaw, the
-firmest lip closure during speech and the deepest blink are picked, plus one frame of each
-emotion preset on a silent stretch. Rows: portraits; columns: those moments.
+roundest lips, the firmest lip closure during speech and the deepest blink are picked, plus
+one frame of each emotion preset (at the default intensity) on a silent stretch. Rows:
+portraits; columns: those moments.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import numpy as np
 
 from runtime.channels import INDEX
 
-COLUMNS = ("open vowel", "M/B/P closure", "blink", "happy", "surprised")
+EMOTION_COLUMNS = ("happy", "sad", "angry", "surprised")
+COLUMNS = ("open vowel (A)", "rounded (O/U)", "M/B/P closure", "blink", *EMOTION_COLUMNS)
 
 
 def _frames(video: Path) -> list[np.ndarray]:
@@ -34,10 +36,11 @@ def _pick(rows: np.ndarray) -> list[int]:
     blink = rows[:, 1 + INDEX["eyeBlinkLeft"]] + rows[:, 1 + INDEX["eyeBlinkRight"]]
     speaking = np.convolve(jaw > 0.25, np.ones(9), "same") > 0  # near open vowels: inside speech
     closure = np.where(speaking, close - jaw, -np.inf)
-    return [int(np.argmax(jaw)), int(np.argmax(closure)), int(np.argmax(blink))]
+    rounded = rows[:, 1 + INDEX["mouthFunnel"]] + rows[:, 1 + INDEX["mouthPucker"]]
+    return [int(np.argmax(jaw)), int(np.argmax(rounded)), int(np.argmax(closure)), int(np.argmax(blink))]
 
 
-def make(photos: list[Path], audio: Path, out: Path, tile: int = 256) -> Path:
+def make(photos: list[Path], audio: Path, out: Path, tile: int = 200) -> Path:
     """Render, pick and tile; writes ``out`` (PNG) and returns it."""
     from PIL import Image, ImageDraw
 
@@ -60,9 +63,10 @@ def make(photos: list[Path], audio: Path, out: Path, tile: int = 256) -> Path:
             rows = np.loadtxt(csv, delimiter=",", skiprows=1)
             frames = _frames(video)
             row = [frames[i] for i in _pick(rows)]
-            for emotion in ("happy", "surprised"):
+            for emotion in EMOTION_COLUMNS:
                 video = Path(tmp) / f"{emotion}.mp4"
-                render_file(photo, silence, video, settings=settings, emotion=emotion, intensity=1.0, fps=25, seed=1)
+                render_file(photo, silence, video, settings=settings, emotion=emotion,
+                            intensity=settings.emotion.intensity, fps=25, seed=1)
                 row.append(_frames(video)[-1])  # the expression alone, on silence
             grid.append(row)
     sheet = Image.new("RGB", (tile * len(COLUMNS), tile * len(grid) + 24), "white")
