@@ -116,29 +116,26 @@ class LiveEngine:
     def _open_stages(self, avatar: AvatarTensors) -> tuple[MotionStage, RenderStage]:
         """Both graphs on the requested provider. A live webcam must not refuse to start because
         CUDA does not load where ``cuda`` was asked for: then both run on the CPU, with one warning."""
-        provider, threads = self._provider_req, self._threads
-        motion = render = None
         try:
-            motion = MotionStage(fps=self.fps, seed=self._seed, provider=provider, threads=threads)
-            render = RenderStage(avatar, provider=provider, threads=threads)
-            return motion, render
+            return self._open_on(self._provider_req, avatar)
         except GraphError as e:
-            if str(provider).lower() != "cuda":
+            if str(self._provider_req).lower() != "cuda":
                 raise
             why = str(e)
-        finally:
-            if render is None and motion is not None:
-                motion.close()
         # raises the graph's own error if it does not load on the CPU either
-        motion = MotionStage(fps=self.fps, seed=self._seed, provider="cpu", threads=threads)
+        stages = self._open_on("cpu", avatar)
+        self._provider_req = "cpu"
+        log.warning("%s; running on the CPU instead", why)
+        return stages
+
+    def _open_on(self, provider: str, avatar: AvatarTensors) -> tuple[MotionStage, RenderStage]:
+        """Both graphs on ``provider``; nothing left open if either fails."""
+        motion = MotionStage(fps=self.fps, seed=self._seed, provider=provider, threads=self._threads)
         try:
-            render = RenderStage(avatar, provider="cpu", threads=threads)
+            return motion, RenderStage(avatar, provider=provider, threads=self._threads)
         except BaseException:
             motion.close()
             raise
-        self._provider_req = "cpu"
-        log.warning("%s; running on the CPU instead", why)
-        return motion, render
 
     # -- controls (any thread) --
 
@@ -341,8 +338,7 @@ class LiveEngine:
 
     def _reopen_on_cpu(self) -> None:
         old_m, old_r = self._motion, self._render
-        self._motion = MotionStage(fps=self.fps, seed=self._seed, provider="cpu", threads=self._threads)
-        self._render = RenderStage(self._avatar, provider="cpu", threads=self._threads)
+        self._motion, self._render = self._open_on("cpu", self._avatar)
         self._provider_req = "cpu"
         old_m.close()
         old_r.close()
@@ -384,10 +380,8 @@ class LiveEngine:
     def status(self) -> dict[str, Any]:
         """A JSON-safe snapshot: fps, frames, drops, latency and stage timings (p50/p95 ms), emotion."""
         with self._status_lock:
-            if not self._status:
-                pass
-            else:
+            if self._status:
                 return dict(self._status)
-        self._refresh_status()
+        self._refresh_status()  # before the loop's first refresh
         with self._status_lock:
             return dict(self._status)

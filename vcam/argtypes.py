@@ -5,15 +5,23 @@ from __future__ import annotations
 import argparse
 
 
-def unit(text: str) -> float:
-    """A number 0..1 (an expression's intensity)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number 0..1, got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be a number 0..1, got {text}")
-    return value
+def number_range(lo: float, hi: float):
+    """A parser of numbers ``lo..hi``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a number {lo:g}..{hi:g}, got {text!r}") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"must be a number {lo:g}..{hi:g}, got {text}")
+        return value
+
+    return parse
+
+
+unit = number_range(0.0, 1.0)
+"""A number 0..1 (an expression's intensity)."""
 
 
 def int_range(lo: int, hi: int):

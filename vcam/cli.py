@@ -18,7 +18,8 @@ from pathlib import Path
 from runtime.channels import EMOTIONS
 from runtime.errors import InputError, VcamError
 from vcam import __version__
-from vcam.argtypes import unit as _unit, int_range as _int_range
+from vcam.argtypes import int_range as _int_range, number_range
+from vcam.argtypes import unit as _unit
 
 log = logging.getLogger("vcam")
 
@@ -332,15 +333,7 @@ def _check_out(path: Path, what: str, suffix: str | None, *, inputs: Sequence[Pa
 
 # -- helpers --
 
-
-def _face_width(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number 0.2..0.8, got {text!r}") from None
-    if not 0.2 <= value <= 0.8:
-        raise argparse.ArgumentTypeError(f"must be a number 0.2..0.8, got {text}")
-    return value
+_face_width = number_range(0.2, 0.8)
 
 
 def _with_face_width(settings, face_width: float | None):
