@@ -157,12 +157,13 @@ def _features(L):
 
 # {emotion: (measure, least change from neutral, signed)}: how much each preset must move the
 # face as MediaPipe's mesh sees it, on every sample portrait, at the default intensity (the
-# frame-to-frame noise of these measures on a rendered video is 0.001-0.002, brow ~0.005).
+# frame-to-frame noise of these measures on a rendered video is 0.001-0.003, brow ~0.008
+# with blinks; the issue asks for 3x that).
 _SEEN = {
     "happy": [("corner_lift", +0.02), ("eye_open", -0.004)],
     "sad": [("corner_lift", -0.02)],
-    "angry": [("brow_gap", -0.004)],
-    "surprised": [("brow", +0.012), ("eye_open", +0.003)],
+    "angry": [("brow_gap", -0.01)],
+    "surprised": [("brow", +0.018), ("eye_open", +0.003)],
 }
 
 

@@ -182,6 +182,26 @@ def test_cmyk_jpeg(tmp_path):
     _check_portrait(enroll(path))
 
 
+def test_small_drawn_head_gets_no_twin_below(tmp_path):
+    """A small head in a big plain picture: the frame reaches past the photo's bottom, and
+    the padding there continues the white page, not a mirrored copy of the head."""
+    import cv2
+
+    img = np.full((512, 512, 3), 255, np.uint8)
+    cv2.ellipse(img, (256, 255), (147, 172), 0, 0, 360, (248, 220, 192), -1, cv2.LINE_AA)
+    cv2.ellipse(img, (256, 255), (147, 172), 0, 0, 360, (0, 0, 0), 4, cv2.LINE_AA)
+    for x in (200, 310):
+        cv2.circle(img, (x, 220), 20, (0, 0, 0), -1, cv2.LINE_AA)
+    path = tmp_path / "drawn.png"
+    Image.fromarray(img).save(path)
+    p = enroll(path)
+    pad = p.valid == 0
+    below = np.zeros_like(pad)
+    below[int(p.landmarks[L.CHIN, 1]) + 40:] = True
+    assert (pad & below).sum() > 1000, "the frame should reach past the drawing's bottom"
+    assert p.image[pad & below].min() > 200, "a ghost of the head shows under the chin"
+
+
 def test_two_faces_largest_is_animated(tmp_path, caplog, refs):
     canvas = Image.new("RGB", (900, 512), (200, 200, 200))
     canvas.paste(Image.open(ASTRONAUT).convert("RGB"), (0, 0))

@@ -32,7 +32,7 @@ from vcam import landmarks as L
 log = logging.getLogger(__name__)
 
 #: Bump when enrollment's output changes, so stale cache files are not used.
-ENROLL_VERSION = 1
+ENROLL_VERSION = 2
 FRAME = framing.FRAME
 #: Long side of the copy faces are searched in.
 DETECT_MAX = 1280

@@ -135,8 +135,9 @@ def fill_padding(image: np.ndarray, valid: np.ndarray, person: np.ndarray, lm: n
 
     Right at the border the mirror image stays (blurred), so nothing shows a hard edge. Further
     out, above the shoulders the padding continues only the background (so a head cut by the
-    top of the photo does not get a mirrored twin), while below the chin everything continues,
-    blurred (the body goes on downwards).
+    top of the photo does not get a mirrored twin), while below the chin what the photo shows
+    under the chin continues, blurred (the body goes on downwards; a small head in a large
+    photo does not get a twin under it either).
     """
     import cv2
 
@@ -161,6 +162,16 @@ def fill_padding(image: np.ndarray, valid: np.ndarray, person: np.ndarray, lm: n
         bg = body
     down, _, height, _ = _face_axes(lm)
     chin_y = float(lm[L.CHIN, 1])
+    # Below the chin the padding continues what the photo shows there (neck, shoulders,
+    # background), not the mirror image, which past a small head would repeat the head.
+    rows = np.arange(size, dtype=np.float32)[:, None]
+    w_below = inside.astype(np.float32) * (rows > chin_y + 0.1 * height)
+    if w_below.mean() > 0.005:
+        small = size // 8
+        ws = cv2.resize(w_below, (small, small), interpolation=cv2.INTER_AREA)
+        cs = cv2.resize(f * w_below[:, :, None], (small, small), interpolation=cv2.INTER_AREA)
+        body = cv2.GaussianBlur(_push_pull(cs, ws), (0, 0), 1.0)
+        body = cv2.resize(body, (size, size), interpolation=cv2.INTER_CUBIC)
     ys = np.arange(size, dtype=np.float32)[:, None, None]
     w_body = np.clip((ys - chin_y) / max(0.4 * height, 1.0), 0.0, 1.0)
     far = bg * (1.0 - w_body) + body * w_body

@@ -256,7 +256,7 @@ def _brow_fields(L, gx, gy, iod, face_c, r_origin, l_origin):
         room = np.maximum(_profile(lid_pts, origin, ex, ey, a_line)
                           - np.minimum(_profile(top_pts, origin, ex, ey, a_line),
                                        _profile(lid_pts, origin, ex, ey, a_line) - 4.0), 4.0)
-        cap = np.minimum(0.16 * iod, 0.43 * room)
+        cap = np.minimum(0.2 * iod, 0.5 * room)
         k = np.exp(-0.5 * (np.arange(-40, 41) * (a_line[1] - a_line[0]) / (0.06 * iod)) ** 2)
         cap = np.lib.stride_tricks.sliding_window_view(np.pad(cap, 8, mode="edge"), 17).min(axis=1)
         cap = np.convolve(np.pad(cap, 40, mode="edge"), k / k.sum(), mode="valid")
@@ -281,8 +281,26 @@ def _brow_fields(L, gx, gy, iod, face_c, r_origin, l_origin):
             -np.maximum(lo_b - b, 0.0) ** 2 / (2 * (0.6 * iod) ** 2))
         squeeze = np.minimum(0.2 * iod, 0.42 * np.maximum(lid_b - lo_b, 3.0))
         out["browDown" + side] = (field(shape * (0.27 + 0.42 * np.clip(1.0 - t, 0.0, 1.0)), -up)
-                                  + field(vert_lo * pull * squeeze, to_nose))
+                                  + field(0.5 * vert_lo * pull * squeeze, to_nose))
     out["browInnerUp"] = inner_up
+    # Corrugator squeeze: frowning gathers the skin between the brows toward the midline,
+    # from just above the brow heads down to the root of the nose, so the brow heads and
+    # the glabella narrow together (face trackers read a frown from that band, not from
+    # the brows alone). A compression about the midline, each side in its own field.
+    ex = L[lm.LEFT_EYE_OUTER, :2] - L[lm.RIGHT_EYE_OUTER, :2]
+    ex = (ex / max(float(np.linalg.norm(ex)), 1e-3)).astype(np.float32)
+    ey = np.array([-ex[1], ex[0]], np.float32)
+    mid = (L[lm.RIGHT_BROW_LOWER[-1], :2] + L[lm.LEFT_BROW_LOWER[-1], :2]) / 2
+    u = (gx - mid[0]) * ex[0] + (gy - mid[1]) * ex[1]
+    v = (gx - mid[0]) * ey[0] + (gy - mid[1]) * ey[1]
+    band = np.clip(np.minimum(v + 0.1 * iod, 0.3 * iod - v) / (0.15 * iod), 0.0, 1.0)
+    # 0.5: at browDown 0.72 (angry at 0.8) the band narrows by about a third at the midline
+    # and the inner eye corners come in by ~0.05 inter-ocular distances. The displacement
+    # stays monotonic across (0.5 < 1) and only shears along the band's edges: no fold.
+    squeeze = (-0.5 * u * np.exp(-(u / (0.65 * iod)) ** 2) * band).astype(np.float32)
+    side_l = 1.0 / (1.0 + np.exp(-u / (0.03 * iod)))  # the subject's left is image right
+    for side, w in (("L", side_l), ("R", 1.0 - side_l)):
+        out["browDown" + side] += np.stack([squeeze * w * ex[0], squeeze * w * ex[1]]).astype(np.float32)
     return out
 
 
