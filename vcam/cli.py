@@ -123,15 +123,18 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="print results as JSON")
     bench.add_argument("--lipsync", action="store_true",
                        help="instead: render every speech clip of --media on the portraits and score lip sync")
+    bench.add_argument("--expressions", action="store_true",
+                       help="instead: render each emotion, silence and the --media speech on the portraits and "
+                            "score emotions and liveness")
     bench.add_argument("--live", action="store_true",
                        help="instead: measure the live webcam's audio->mouth latency and frame rate from outside "
                             "(needs PulseAudio or PipeWire)")
     bench.add_argument("--trials", type=_int_range(3, 1000), metavar="N", default=20,
                        help="speech onsets played for --live (default 20)")
     bench.add_argument("--media", type=Path, metavar="DIR", default=Path("../shared/media/audio"),
-                       help="speech clips (*.wav with a .txt transcript) for --lipsync")
+                       help="speech clips (*.wav with a .txt transcript) for --lipsync and --expressions")
     bench.add_argument("--eval-dir", type=Path, metavar="DIR", default=Path("../shared/eval"),
-                       help="the measuring tools (setup.sh, lipsync.py) for --lipsync")
+                       help="the measuring tools (setup.sh, lipsync.py, liveness.py) for --lipsync and --expressions")
     bench.set_defaults(run=_bench, subparser=bench)
 
     run = sub.add_parser(
@@ -227,6 +230,13 @@ def _bench(args: argparse.Namespace) -> int:
         photos = [args.photo] if args.photo else [assets.SAMPLE_PHOTO, *assets.EXTRA_PHOTOS]
         rows = bench_lipsync.run(photos, args.media, args.eval_dir, provider=args.provider or "cpu")
         sys.stdout.write((json.dumps(rows, indent=2) if args.json else bench_lipsync.table(rows)) + "\n")
+        return EXIT_OK
+    if args.expressions:
+        from vcam import assets, bench_expressions
+
+        photos = [args.photo] if args.photo else [assets.SAMPLE_PHOTO, *assets.EXTRA_PHOTOS]
+        result = bench_expressions.run(photos, args.media, args.eval_dir, provider=args.provider or "cpu")
+        sys.stdout.write((json.dumps(result, indent=2) if args.json else bench_expressions.table(result)) + "\n")
         return EXIT_OK
     if args.live:
         from vcam import assets, bench_live

@@ -1,0 +1,134 @@
+"""``vcam bench --lipsync`` and ``--expressions``: the plumbing to the external measuring tools.
+
+The real tools (../shared/eval) need their own environment with MediaPipe and OpenCV; here a
+stand-in eval folder answers the same way (a ``setup.sh`` that prints its Python, scripts
+that print JSON, a ``facemeasure`` module with the real one's interface), and rendering is
+replaced by writing an empty file, so the test checks what is called with what and what the
+tables say.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from runtime.errors import InputError
+from vcam import bench_expressions, bench_lipsync
+
+
+@pytest.fixture
+def eval_dir(tmp_path) -> Path:
+    d = tmp_path / "eval"
+    d.mkdir()
+    (d / "setup.sh").write_text(f"echo installing >&2\necho {sys.executable}\n")
+    (d / "lipsync.py").write_text(textwrap.dedent("""
+        import json, sys
+        print(json.dumps({"r_open": 0.5 if "jfk" in sys.argv[1] else 0.7, "lag_ms": 0, "closure": 1.0,
+                          "vowel_open": 0.9, "still_sil": 0.01}))
+    """))
+    (d / "liveness.py").write_text(textwrap.dedent("""
+        import json, sys
+        print(json.dumps({"face_rate": 1.0, "blinks_per_min": 20.0 if "speech" in sys.argv[1] else 12.0,
+                          "roll_std_deg": 0.5, "sway": 0.03, "jerk": 0.005}))
+    """))
+    # The real facemeasure's interface: read_video(path) -> (frames, fps); track(frames) -> dicts.
+    (d / "facemeasure.py").write_text(textwrap.dedent("""
+        import math
+        SHIFT = {"happy": ("corner_lift", 0.05), "sad": ("corner_lift", -0.04),
+                 "angry": ("brow_gap", -0.02), "surprised": ("brow", 0.03)}
+        def read_video(path):
+            name = str(path).rsplit("-", 1)[-1].split(".")[0]
+            return [name] * 100, 25.0
+        def track(frames):
+            out = []
+            for i, name in enumerate(frames):
+                f = {"corner_lift": 0.0, "brow_l": 0.3, "brow_r": 0.3, "brow_gap": 0.25}
+                for k in ("corner_lift", "brow_gap", "brow_l"):
+                    f[k] += 0.002 * math.sin(i)
+                if name in SHIFT:
+                    k, v = SHIFT[name]
+                    if k == "brow":
+                        f["brow_l"] += v; f["brow_r"] += v
+                    else:
+                        f[k] += v
+                out.append(None if i == 50 else f)
+            return out
+    """))
+    return d
+
+
+@pytest.fixture
+def media(tmp_path) -> Path:
+    import wave
+
+    d = tmp_path / "media"
+    d.mkdir()
+    for name in ("en_a", "en_jfk"):
+        with wave.open(str(d / f"{name}.wav"), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(16000)
+            w.writeframes((np.sin(np.arange(16000) * 0.05) * 8000).astype("<i2").tobytes())
+        (d / f"{name}.txt").write_text("hello world\n")
+    return d
+
+
+@pytest.fixture
+def fake_render(monkeypatch):
+    calls = []
+
+    def run(cmd, **kw):
+        import subprocess
+
+        if cmd[1:3] == ["-m", "vcam"]:
+            calls.append(cmd)
+            Path(cmd[cmd.index("--out") + 1]).write_bytes(b"")
+            return subprocess.CompletedProcess(cmd, 0, "", "")
+        return real(cmd, **kw)
+
+    import subprocess
+
+    real = subprocess.run
+    monkeypatch.setattr(subprocess, "run", run)
+    return calls
+
+
+def test_lipsync_scores_every_clip_on_every_portrait(eval_dir, media, fake_render):
+    photos = [Path("a.png"), Path("b.png")]
+    rows = bench_lipsync.run(photos, media, eval_dir)
+    assert [(r["clip"], r["photo"]) for r in rows] == [("en_a", "a"), ("en_a", "b"), ("en_jfk", "a"), ("en_jfk", "b")]
+    assert len(fake_render) == 4
+    table = bench_lipsync.table(rows)
+    assert table.splitlines()[-1] == "| **median** | | 0.6 | 0 | 1 | 0.9 | 0.01 |"
+
+
+def test_expressions_measure_each_emotion_against_neutral(eval_dir, media, fake_render):
+    result = bench_expressions.run([Path("face.png")], media, eval_dir)
+    emotions = [c[c.index("--emotion") + 1] for c in fake_render]
+    assert emotions == ["neutral", "happy", "sad", "angry", "surprised", "neutral", "neutral"]
+    row = result["emotions"][0]
+    assert row["photo"] == "face"
+    for emotion in bench_expressions.EMOTIONS:
+        assert row[emotion]["x_noise"] > 5, (emotion, row[emotion])  # the expected direction, well above noise
+    assert row["happy"]["measure"] == "corner_lift" and row["angry"]["delta"] == pytest.approx(-0.02, abs=1e-3)
+    clips = [r["clip"] for r in result["liveness"]]
+    assert clips == ["speech 3 s", "silence 12 s"]  # two 1 s clips, each followed by 0.5 s
+    table = bench_expressions.table(result)
+    assert "| face | speech 3 s | 1 | 20 | 0.5 | 0.03 | 0.005 |" in table
+    assert table.splitlines()[0].startswith("| portrait | happy (corner_lift ↑) |")
+
+
+def test_missing_eval_tools_are_one_clear_error(tmp_path, media):
+    with pytest.raises(InputError, match="no measuring tools at .*--eval-dir"):
+        bench_expressions.run([Path("face.png")], media, tmp_path / "nowhere")
+
+
+def test_no_speech_is_one_clear_error(eval_dir, tmp_path, fake_render):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no speech"):
+        bench_expressions.run([Path("face.png")], tmp_path / "empty", eval_dir)
