@@ -257,6 +257,49 @@ def test_missing_photo(tmp_path):
     assert str(e.value) == f"photo not found: {path}"
 
 
+@pytest.mark.parametrize("turns", [1, 2, 3])
+def test_sideways_and_upside_down_photos_are_turned_upright(tmp_path, refs, turns):
+    """A photo saved turned (no orientation tag) animates the face upright, as the upright
+    photo does (upside down, the face mesh alone would put the mouth on the forehead)."""
+    path = tmp_path / f"turned{turns}.png"
+    Image.fromarray(np.rot90(np.asarray(Image.open(JEFFERSON).convert("RGB")), turns)).save(path)
+    p = enroll(path)
+    ref = refs[JEFFERSON.name]
+    assert np.abs(p.landmarks[:, :2] - ref.landmarks[:, :2]).mean() < 3.0
+    assert p.landmarks[L.CHIN, 1] > p.landmarks[L.NOSE_TIP, 1] > p.landmarks[L.RIGHT_EYE_OUTER, 1]
+
+
+@pytest.mark.parametrize("keep, edge", [((0.33, 1.0, 0.0, 1.0), "top"), ((0.0, 0.55, 0.0, 1.0), "bottom")])
+def test_face_cut_off_by_the_edge_is_refused(tmp_path, keep, edge):
+    """Cut through the brows (or above the mouth): one line naming the edge, no portrait."""
+    img = np.asarray(Image.open(JEFFERSON).convert("RGB"))
+    h, w = img.shape[:2]
+    y0, y1, x0, x1 = keep
+    path = tmp_path / f"cut_{edge}.png"
+    Image.fromarray(img[int(y0 * h):int(y1 * h), int(x0 * w):int(x1 * w)]).save(path)
+    with pytest.raises(InputError) as e:
+        enroll(path)
+    msg = str(e.value)
+    assert "\n" not in msg and str(path) in msg
+    assert f"cut off by the photo's {edge} edge" in msg or "no face found" in msg
+
+
+def test_forehead_cropped_above_the_brows_still_animates(tmp_path, refs):
+    ref = refs[JEFFERSON.name]
+    img = np.asarray(Image.open(JEFFERSON).convert("RGB"))
+    import vcam.enroll as E
+
+    mp = E._mediapipe()
+    with E._quiet():
+        lm = E._mesh_around(mp, img, E._detect_faces(mp, img)[0])
+    brow_y = float(np.min(lm[list(L.RIGHT_BROW + L.LEFT_BROW), 1]))
+    # the photo's top moved down to just above the brows: the forehead is cut off
+    path = tmp_path / "tight.png"
+    Image.fromarray(img[max(0, int(brow_y) - 12):]).save(path)
+    p = enroll(path)
+    assert np.abs(p.landmarks[:, :2] - ref.landmarks[:, :2]).mean() < 4.0
+
+
 def test_profile_is_refused(monkeypatch):
     import vcam.enroll as E
 

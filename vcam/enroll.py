@@ -32,7 +32,7 @@ from vcam import landmarks as L
 log = logging.getLogger(__name__)
 
 #: Bump when enrollment's output changes, so stale cache files are not used.
-ENROLL_VERSION = 2
+ENROLL_VERSION = 3
 FRAME = framing.FRAME
 #: Long side of the copy faces are searched in.
 DETECT_MAX = 1280
@@ -140,13 +140,22 @@ def _enroll_uncached(data: bytes, source: str, sha: str, face_width_frac: float)
     k = min(1.0, DETECT_MAX / max(h, w))
     small = rgb if k >= 1.0 else cv2.resize(rgb, (round(w * k), round(h * k)), interpolation=cv2.INTER_AREA)
     with _quiet():
-        boxes = _detect_faces(mp, small)
+        turns, boxes = _upright_turns(mp, small)
         if not boxes:
-            raise InputError(f"no face found in {source}: use a photo where a face is clearly visible")
+            raise InputError(f"no face found in {source}: use a photo where the whole face, forehead to chin, "
+                             f"is clearly visible")
+        if turns:
+            log.info("%s is turned by %d degrees: the face is animated upright", source, 90 * turns)
+            small = np.ascontiguousarray(np.rot90(small, turns))
+            rgb = np.ascontiguousarray(np.rot90(rgb, turns))
+            h, w = rgb.shape[:2]
+            if ph.alpha is not None:
+                ph = photo_io.Photo(rgb=rgb, alpha=np.ascontiguousarray(np.rot90(ph.alpha, turns)))
         boxes.sort(key=lambda b: (b[2] - b[0]) * (b[3] - b[1]), reverse=True)
         lm_small = _mesh_around(mp, small, boxes[0])
         if lm_small is None:
-            raise InputError(f"no face found in {source}: use a photo where a face is clearly visible")
+            raise InputError(f"no face found in {source}: use a photo where the whole face, forehead to chin, "
+                             f"is clearly visible")
     if len(boxes) > 1:
         log.warning("%d faces in %s; animating the largest", len(boxes), source)
     lm_src = lm_small.copy()
@@ -158,6 +167,11 @@ def _enroll_uncached(data: bytes, source: str, sha: str, face_width_frac: float)
     if abs(yaw) > MAX_YAW_DEG:
         raise InputError(f"the face in {source} is turned too far to the side (about {abs(yaw):.0f} degrees): "
                          f"use a more frontal photo")
+
+    edge = _cut_edge(lm_src, w, h)
+    if edge:
+        raise InputError(f"the face in {source} is cut off by the photo's {edge} edge: use a photo that shows "
+                         f"the whole face, brows to chin")
 
     m = framing.framing_affine(lm_src, face_width_frac, FRAME)
     image, valid, alpha = framing.frame_photo(rgb, m, FRAME, ph.alpha)
@@ -244,16 +258,73 @@ def _quiet():
             os.close(saved)
 
 
-def _detect_faces(mp, img: np.ndarray) -> list[tuple[float, float, float, float, float]]:
-    """Face boxes (x0, y0, x1, y1, score) in ``img``'s pixels, both detector ranges merged."""
+#: Quarter turns are tried when no upright face in the photo as it is scores this much.
+UPRIGHT_SCORE = 0.8
+#: A face counts as upright when its mouth lies within this angle of straight below its eyes.
+UPRIGHT_DEG = 50.0
+
+
+def _upright_turns(mp, img: np.ndarray) -> tuple[int, list]:
+    """``(k, boxes)``: the photo turned by ``k`` quarter turns (``np.rot90``) shows its face
+    upright, and ``boxes`` are the faces found in that turned copy.
+
+    Photos without orientation tags are sometimes sideways or upside down. The detector
+    still finds such faces, sideways ones with their mouth beside the eyes, upside-down ones
+    with a lower score (it reads them as upright faces, and the mesh then lays the mouth on
+    the forehead). So when no upright face scores ``UPRIGHT_SCORE``, the other three turns
+    are tried, and the turn whose best upright face scores highest is taken.
+    """
+    def best_upright(boxes):
+        return max((b[4] for b in boxes if abs(b[5]) < UPRIGHT_DEG), default=0.0)
+
+    boxes = _detect_faces(mp, img)
+    chosen = (0, boxes, best_upright(boxes))
+    if chosen[2] >= UPRIGHT_SCORE:
+        return 0, boxes
+    for k in (1, 2, 3):
+        turned = _detect_faces(mp, np.ascontiguousarray(np.rot90(img, k)))
+        score = best_upright(turned)
+        if score > chosen[2]:
+            chosen = (k, turned, score)
+    return chosen[0], chosen[1]
+
+
+def _cut_edge(lm: np.ndarray, w: int, h: int) -> str | None:
+    """The photo edge (``"top"``, ...) that cuts through the face's features, or None.
+
+    Brows, eyes, nose and mouth must lie inside the photo; the chin may reach a little past
+    its bottom (a tenth of the face's height), as in tight crops. A forehead cut off above
+    the brows is fine.
+    """
+    feats = lm[list(L.RIGHT_BROW + L.LEFT_BROW + L.LIPS_OUTER_UPPER + L.LIPS_OUTER_LOWER)
+               + [L.RIGHT_EYE_OUTER, L.LEFT_EYE_OUTER, L.NOSE_TIP], :2]
+    face_h = float(np.linalg.norm(lm[L.CHIN, :2] - (lm[L.RIGHT_EYE_OUTER, :2] + lm[L.LEFT_EYE_OUTER, :2]) / 2))
+    chin = lm[L.CHIN, :2]
+    if feats[:, 1].min() < 0:
+        return "top"
+    if feats[:, 1].max() > h or chin[1] > h + 0.1 * face_h:
+        return "bottom"
+    if feats[:, 0].min() < 0:
+        return "left"
+    if feats[:, 0].max() > w:
+        return "right"
+    return None
+
+
+def _detect_faces(mp, img: np.ndarray) -> list[tuple[float, float, float, float, float, float]]:
+    """Faces ``(x0, y0, x1, y1, score, tilt_deg)`` in ``img``'s pixels, both detector ranges
+    merged; ``tilt_deg`` is the angle of the eyes-to-mouth direction from straight down."""
     h, w = img.shape[:2]
-    found: list[tuple[float, float, float, float, float]] = []
+    found: list[tuple[float, float, float, float, float, float]] = []
     for model in (1, 0):  # full range (small faces), then short range (close-ups)
         with mp.solutions.face_detection.FaceDetection(model_selection=model, min_detection_confidence=0.5) as fd:
             res = fd.process(img)
         for d in res.detections or []:
             b = d.location_data.relative_bounding_box
-            box = (b.xmin * w, b.ymin * h, (b.xmin + b.width) * w, (b.ymin + b.height) * h, float(d.score[0]))
+            kp = d.location_data.relative_keypoints  # right eye, left eye, nose tip, mouth, ears
+            down = ((kp[3].x - (kp[0].x + kp[1].x) / 2) * w, (kp[3].y - (kp[0].y + kp[1].y) / 2) * h)
+            tilt = math.degrees(math.atan2(down[0], down[1]))
+            box = (b.xmin * w, b.ymin * h, (b.xmin + b.width) * w, (b.ymin + b.height) * h, float(d.score[0]), tilt)
             if box[2] - box[0] < 4 or box[3] - box[1] < 4:
                 continue
             if all(_iou(box, o) < 0.3 for o in found):

@@ -298,7 +298,7 @@ def _brow_fields(L, gx, gy, iod, face_c, r_origin, l_origin):
     # and the inner eye corners come in by ~0.05 inter-ocular distances. The displacement
     # stays monotonic across (0.5 < 1) and only shears along the band's edges: no fold.
     squeeze = (-0.5 * u * np.exp(-(u / (0.65 * iod)) ** 2) * band).astype(np.float32)
-    side_l = 1.0 / (1.0 + np.exp(-u / (0.03 * iod)))  # the subject's left is image right
+    side_l = 1.0 / (1.0 + np.exp(np.clip(-u / (0.03 * iod), -60.0, 60.0)))  # the subject's left: image right
     for side, w in (("L", side_l), ("R", 1.0 - side_l)):
         out["browDown" + side] += np.stack([squeeze * w * ex[0], squeeze * w * ex[1]]).astype(np.float32)
     return out
