@@ -10,6 +10,7 @@ tables say.
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import textwrap
 from pathlib import Path
@@ -28,8 +29,12 @@ def eval_dir(tmp_path) -> Path:
     (d / "setup.sh").write_text(f"echo installing >&2\necho {sys.executable}\n")
     (d / "lipsync.py").write_text(textwrap.dedent("""
         import json, sys
-        print(json.dumps({"r_open": 0.5 if "jfk" in sys.argv[1] else 0.7, "lag_ms": 0, "closure": 1.0,
-                          "vowel_open": 0.9, "still_sil": 0.01}))
+        if len(sys.argv) > 3:  # a transcript: phones
+            print(json.dumps({"reference": "phones", "r_open": 0.5 if "jfk" in sys.argv[1] else 0.7, "lag_ms": 0,
+                              "closure": 1.0, "vowel_open": 0.9, "still_sil": 0.01}))
+        else:
+            print(json.dumps({"reference": "energy", "r_open": 0.65, "lag_ms": 0, "closure": None,
+                              "vowel_open": None, "still_sil": None}))
     """))
     (d / "liveness.py").write_text(textwrap.dedent("""
         import json, sys
@@ -100,11 +105,23 @@ def fake_render(monkeypatch):
 
 def test_lipsync_scores_every_clip_on_every_portrait(eval_dir, media, fake_render):
     photos = [Path("a.png"), Path("b.png")]
-    rows = bench_lipsync.run(photos, media, eval_dir)
+    rows = bench_lipsync.run(photos, media, eval_dir, languages={})
     assert [(r["clip"], r["photo"]) for r in rows] == [("en_a", "a"), ("en_a", "b"), ("en_jfk", "a"), ("en_jfk", "b")]
     assert len(fake_render) == 4
     table = bench_lipsync.table(rows)
-    assert table.splitlines()[-1] == "| **median** | | 0.6 | 0 | 1 | 0.9 | 0.01 |"
+    assert table.splitlines()[-1] == "| **median, transcripts** | | 0.6 | 0 | 1 | 0.9 | 0.01 |"
+
+
+def test_lipsync_other_languages_are_spoken_and_scored_on_loudness(eval_dir, media, fake_render):
+    if not shutil.which("espeak-ng"):
+        pytest.skip("espeak-ng is not installed")
+    rows = bench_lipsync.run([Path("a.png")], media, eval_dir, languages={"es": "Hola, buenos días.", "sv": "Hej."})
+    assert [r["clip"] for r in rows] == ["en_a", "en_jfk", "espeak_es", "espeak_sv"]
+    spoken = [Path(c[c.index("--audio") + 1]) for c in fake_render[2:]]
+    assert [p.name for p in spoken] == ["espeak_es.wav", "espeak_sv.wav"]
+    lines = bench_lipsync.table(rows).splitlines()
+    assert lines[-2] == "| **median, transcripts** | | 0.6 | 0 | 1 | 0.9 | 0.01 |"
+    assert lines[-1] == "| **median, other languages** | | 0.65 | 0 | - | - | - |"
 
 
 def test_expressions_measure_each_emotion_against_neutral(eval_dir, media, fake_render):

@@ -1,14 +1,18 @@
-"""``vcam bench --lipsync``: lip-sync and liveness measured from rendered videos.
+"""``vcam bench --lipsync``: lip sync measured from rendered videos.
 
 Renders every speech clip (``*.wav`` with a ``.txt`` transcript beside it) on every
 portrait with ``vcam render`` and scores each video with the project's external measuring
-tools (``lipsync.py``, ``liveness.py`` from the eval folder, run with their own Python as
-their ``setup.sh`` prints it). Prints one row per video and the medians.
+tools (``lipsync.py`` from the eval folder, run with their own Python as their ``setup.sh``
+prints it): against the transcript's phones, force-aligned. Then the same for speech in
+other languages, made here by espeak-ng from sentences the lip model never trained on, scored
+against the speech's loudness (the tools' reference without a transcript). Prints one row
+per video and the medians of each group.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -18,6 +22,16 @@ from pathlib import Path
 from runtime.errors import InputError
 
 METRICS = ("r_open", "lag_ms", "closure", "vowel_open", "still_sil")
+
+#: Other-language speech for the loudness-referenced rows: {espeak-ng voice: text}. Not in
+#: the lip model's training sentences (``vcam.graphs.lipdata``).
+LANGUAGES: dict[str, str] = {
+    "es": "El tren de las ocho llegó tarde porque nevaba mucho en la montaña. "
+          "Mis abuelos siempre cuentan historias del pueblo.",
+    "ja": "きょうはとてもいいてんきですね。えきのまえにあたらしいきっさてんがひらきました。",
+    "sv": "Igår promenerade vi längs stranden och såg många båtar. Kaffet på hotellet var starkt och gott.",
+    "ru": "Вчера вечером мы долго гуляли по набережной. Завтра обещают тёплую и солнечную погоду.",
+}
 
 
 def eval_python(eval_dir: Path) -> str:
@@ -36,23 +50,36 @@ def clips(media_dir: Path) -> list[tuple[Path, Path]]:
     return sorted((w, w.with_suffix(".txt")) for w in media_dir.glob("*.wav") if w.with_suffix(".txt").is_file())
 
 
-def run(photos: list[Path], media_dir: Path, eval_dir: Path, *, provider: str = "cpu") -> list[dict]:
-    """Render and score every (clip, portrait); returns one dict of metrics per video."""
+def run(photos: list[Path], media_dir: Path, eval_dir: Path, *, provider: str = "cpu",
+        languages: dict[str, str] | None = None) -> list[dict]:
+    """Render and score every (clip, portrait); returns one dict of metrics per video.
+
+    ``languages`` (default :data:`LANGUAGES`; ``{}`` for none) adds espeak-ng speech scored
+    against loudness; rows carry ``"reference": "phones"`` or ``"energy"``.
+    """
     py = eval_python(eval_dir)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for wav, txt in clips(media_dir):
+        jobs = [(wav.stem, wav, txt) for wav, txt in clips(media_dir)]
+        for lang, text in (LANGUAGES if languages is None else languages).items():
+            wav = Path(tmp) / f"espeak_{lang}.wav"
+            err = _speak(lang, text, wav)
+            if err:
+                rows.append({"clip": wav.stem, "photo": "-", "error": err})
+                continue
+            jobs.append((wav.stem, wav, None))
+        for clip, wav, txt in jobs:
             for photo in photos:
-                out = Path(tmp) / f"{wav.stem}-{photo.stem}.mp4"
+                out = Path(tmp) / f"{clip}-{photo.stem}.mp4"
                 cmd = [sys.executable, "-m", "vcam", "render", "--photo", str(photo), "--audio", str(wav),
                        "--out", str(out), "--provider", provider]
                 r = subprocess.run(cmd, capture_output=True, text=True)
+                row = {"clip": clip, "photo": photo.stem}
                 if r.returncode != 0:
-                    rows.append({"clip": wav.stem, "photo": photo.stem, "error": r.stderr.strip()})
+                    rows.append({**row, "error": r.stderr.strip()})
                     continue
-                score = subprocess.run([py, str(eval_dir / "lipsync.py"), str(out), str(wav), str(txt)],
-                                       capture_output=True, text=True)
-                row = {"clip": wav.stem, "photo": photo.stem}
+                score = subprocess.run([py, str(eval_dir / "lipsync.py"), str(out), str(wav)]
+                                       + ([str(txt)] if txt else []), capture_output=True, text=True)
                 try:
                     row.update(json.loads(score.stdout))
                 except json.JSONDecodeError:
@@ -61,8 +88,17 @@ def run(photos: list[Path], media_dir: Path, eval_dir: Path, *, provider: str = 
     return rows
 
 
+def _speak(lang: str, text: str, wav: Path) -> str | None:
+    """espeak-ng says ``text`` in ``lang`` into ``wav``; an error line, or None."""
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        return "espeak-ng is not installed (apt install espeak-ng)"
+    r = subprocess.run([exe, "-v", lang, "-s", "160", "-w", str(wav), text], capture_output=True, text=True)
+    return None if r.returncode == 0 and wav.is_file() else f"espeak-ng -v {lang} failed: {r.stderr.strip()}"
+
+
 def table(rows: list[dict]) -> str:
-    """Markdown: one row per video, then the medians."""
+    """Markdown: one row per video, then the medians of the phone- and loudness-referenced rows."""
     head = "| speech | portrait | " + " | ".join(METRICS) + " |"
     lines = [head, "|---|---|" + "---:|" * len(METRICS)]
     for r in rows:
@@ -70,11 +106,15 @@ def table(rows: list[dict]) -> str:
             lines.append(f"| {r['clip']} | {r['photo']} | {r['error']} |" + " |" * (len(METRICS) - 1))
             continue
         lines.append(f"| {r['clip']} | {r['photo']} | " + " | ".join(_fmt(r.get(m)) for m in METRICS) + " |")
-    med = []
-    for m in METRICS:
-        vals = [r[m] for r in rows if r.get(m) is not None and "error" not in r]
-        med.append(_fmt(statistics.median(vals)) if vals else "-")
-    lines.append("| **median** | | " + " | ".join(med) + " |")
+    for ref, label in (("phones", "**median, transcripts**"), ("energy", "**median, other languages**")):
+        group = [r for r in rows if "error" not in r and r.get("reference", "phones") == ref]
+        if not group:
+            continue
+        med = []
+        for m in METRICS:
+            vals = [r[m] for r in group if r.get(m) is not None]
+            med.append(_fmt(statistics.median(vals)) if vals else "-")
+        lines.append(f"| {label} | | " + " | ".join(med) + " |")
     return "\n".join(lines)
 
 

@@ -438,7 +438,11 @@ def _mouth_colours(image, L, params, gap_c):
                                                      L[list(lm.LIPS_INNER_LOWER), :2][::-1]])).astype(np.int32)], 1)
     lip_mask &= 1 - gap_mask
     lip = img[lip_mask > 0].mean(axis=0) if lip_mask.any() else np.array([0.6, 0.35, 0.33], np.float32)
-    sat = float(np.mean(img.max(axis=2) - img.min(axis=2)))
+    # Greyscale is judged on the face, not the frame: a drawn face on a white page is colour.
+    face_mask = np.zeros(image.shape[:2], np.uint8)
+    cv2.fillConvexPoly(face_mask, cv2.convexHull(np.round(L[:, :2]).astype(np.int32)), 1)
+    face_px = img[face_mask > 0] if face_mask.any() else img.reshape(-1, 3)
+    sat = float(np.mean(face_px.max(axis=1) - face_px.min(axis=1)))
     grey = sat < 0.04
     teeth = np.array([0.90, 0.86, 0.78], np.float32)
     if gap_c >= 3.0 and gap_mask.any():
