@@ -64,6 +64,17 @@ def load_audio(path: str | Path, *, rate: int = SAMPLE_RATE) -> np.ndarray:
     return pcm
 
 
+def write_wav(path: str | Path, pcm: np.ndarray, *, rate: int = SAMPLE_RATE) -> None:
+    """Write ``(n,) float`` mono PCM in ``[-1, 1]`` as a 16-bit WAV file at ``rate`` Hz."""
+    import wave
+
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes((np.clip(pcm, -1.0, 1.0) * 32767.0).astype("<i2").tobytes())
+
+
 def check_audio(path: str | Path) -> None:
     """Cheap early check that ``path`` exists and has an audio stream (reads headers only).
 

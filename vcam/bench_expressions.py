@@ -14,26 +14,17 @@ import json
 import subprocess
 import sys
 import tempfile
-import wave
 from pathlib import Path
 
 import numpy as np
 
+from vcam.audio_file import write_wav
 from vcam.bench_lipsync import eval_python
 
 EMOTIONS = ("happy", "sad", "angry", "surprised")
 EMOTION_SECONDS, SILENCE_SECONDS = 6.0, 12.0
 LIVENESS = ("face_rate", "blinks_per_min", "roll_std_deg", "sway", "jerk")
 RATE = 16000
-
-
-def _write_wav(path: Path, pcm: np.ndarray) -> None:
-    """Write ``(n,) float32`` mono PCM at 16 kHz as 16-bit WAV."""
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(RATE)
-        w.writeframes((np.clip(pcm, -1.0, 1.0) * 32767.0).astype("<i2").tobytes())
 
 
 def _speech(media_dir: Path, tmp: Path) -> tuple[Path, float]:
@@ -49,7 +40,7 @@ def _speech(media_dir: Path, tmp: Path) -> tuple[Path, float]:
         raise InputError(f"no speech (*.wav) in {media_dir}: pass --media, a folder of speech clips")
     pcm = np.concatenate(parts)
     path = tmp / "speech.wav"
-    _write_wav(path, pcm)
+    write_wav(path, pcm)
     return path, len(pcm) / RATE
 
 
@@ -75,8 +66,8 @@ def run(photos: list[Path], media_dir: Path, eval_dir: Path, *, provider: str = 
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         silence6, silence12 = tmp / "silence6.wav", tmp / "silence12.wav"
-        _write_wav(silence6, np.zeros(int(EMOTION_SECONDS * RATE), np.float32))
-        _write_wav(silence12, np.zeros(int(SILENCE_SECONDS * RATE), np.float32))
+        write_wav(silence6, np.zeros(int(EMOTION_SECONDS * RATE), np.float32))
+        write_wav(silence12, np.zeros(int(SILENCE_SECONDS * RATE), np.float32))
         speech, speech_s = _speech(media_dir, tmp)
         for photo in photos:
             videos = {}

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +43,7 @@ def make(photos: list[Path], audio: Path, out: Path, tile: int = 200) -> Path:
     """Render, pick and tile; writes ``out`` (PNG) and returns it."""
     from PIL import Image, ImageDraw
 
+    from vcam.audio_file import write_wav
     from vcam.render_job import render_file
     from vcam.settings import load_settings
 
@@ -51,11 +51,7 @@ def make(photos: list[Path], audio: Path, out: Path, tile: int = 200) -> Path:
     grid = []
     with tempfile.TemporaryDirectory() as tmp:
         silence = Path(tmp) / "silence.wav"
-        with wave.open(str(silence), "wb") as w:
-            w.setnchannels(1)
-            w.setsampwidth(2)
-            w.setframerate(16000)
-            w.writeframes(bytes(2 * 16000))  # one second
+        write_wav(silence, np.zeros(16000, np.float32))  # one second
         for photo in photos:
             video, csv = Path(tmp) / "speech.mp4", Path(tmp) / "speech.csv"
             render_file(photo, audio, video, settings=settings, emotion="neutral", intensity=0.0, fps=25,

@@ -1,7 +1,10 @@
-"""Training data for the lip model: espeak-ng speech with exact phoneme timings.
+"""Training data for the lip model: synthetic speech with exact phoneme timings.
 
-Speech is synthesised through libespeak-ng (ctypes, synchronous mode, phoneme events), so
-every phoneme's start sample is known exactly. Phonemes become viseme classes
+Speech is synthesised through libespeak-ng (ctypes, synchronous mode, phoneme events; many
+languages, accents and voice variants) and, for English, through Flite (Debian's ``flite``:
+the ``kal`` diphone voice, cut from recordings of a real speaker, and the ``awb``, ``rms`` and
+``slt`` statistical voices trained on real read speech, whose spectra are much closer to a
+person's than espeak-ng's formant synthesis), so every phoneme's start is known exactly. Phonemes become viseme classes
 (:data:`vcam.graphs.motion_model.VISEMES`); the audio is augmented (gain, noise, reverb,
 band limits) and turned into the runtime's log-mel features (:func:`runtime.features.log_mel`),
 so training sees exactly what the motion graph sees.
@@ -31,7 +34,7 @@ from runtime.features import HOP, SAMPLE_RATE, log_mel
 from vcam.graphs.motion_model import VISEMES
 
 CACHE_DIR = Path(os.environ.get("VCAM_CACHE", Path.home() / ".cache" / "vcam")) / "lipdata"
-DATA_VERSION = 4
+DATA_VERSION = 7
 
 # --------------------------------------------------------------------------------------
 # Text
@@ -257,6 +260,64 @@ def viseme_of(ph: str) -> int:
     return _V["C"]
 
 
+#: Flite's US English phones (CMU set, lower case) -> viseme names. Rounded vowels and W go
+#: to U (close) or O (open); open unrounded vowels (and the diphthongs that start open) to A;
+#: mid vowels and schwa to E; close front vowels and Y to I; other consonants to C.
+_FLITE_VISEME = {"pau": "sil", "h#": "sil", "brth": "sil", "p": "PBM", "b": "PBM", "m": "PBM", "f": "FV", "v": "FV",
+                 "w": "U", "uw": "U", "uh": "U", "ow": "O", "oy": "O", "ao": "O", "aw": "O",
+                 "aa": "A", "ae": "A", "ah": "A", "ay": "A", "eh": "E", "er": "E", "ey": "E", "ax": "E",
+                 "axr": "E", "ih": "I", "iy": "I", "y": "I"}
+
+
+def flite_viseme_of(ph: str) -> int:
+    """Viseme class index of a Flite phone name."""
+    return _V[_FLITE_VISEME.get(ph.strip().lower(), "C")]
+
+
+class Flite:
+    """The ``flite`` program: English speech with each phone's end time (``-psdur``)."""
+
+    VOICES = ("kal16", "awb", "rms", "slt")
+
+    def __init__(self, exe: str = "flite") -> None:
+        import shutil
+
+        self.exe = shutil.which(exe)
+        if self.exe is None:
+            raise RuntimeError("flite not found; install it (apt install flite)")
+
+    def synth(self, text: str, voice: str, stretch: float = 1.0, f0_mean: float | None = None,
+              f0_std: float | None = None) -> tuple[np.ndarray, int, list[tuple[str, float, float]]]:
+        """Speak ``text``: ``(pcm (n,) float32, sample_rate, [(phone, start_s, end_s), ...])``."""
+        import subprocess
+        import tempfile
+        import wave
+
+        cmd = [self.exe, "-voice", voice, "--setf", f"duration_stretch={stretch:.3f}"]
+        if f0_mean is not None:
+            cmd += ["--setf", f"int_f0_target_mean={f0_mean:.1f}"]
+        if f0_std is not None:
+            cmd += ["--setf", f"int_f0_target_stddev={f0_std:.1f}"]
+        with tempfile.TemporaryDirectory() as tmp:
+            wav = Path(tmp) / "out.wav"
+            r = subprocess.run(cmd + ["-psdur", "-t", text, "-o", str(wav)], capture_output=True, text=True)
+            if r.returncode != 0 or not wav.exists():
+                raise RuntimeError(f"flite failed on {text!r}: {r.stderr.strip()[-200:]}")
+            with wave.open(str(wav)) as w:
+                sr = w.getframerate()
+                pcm = np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float32) / 32768.0
+        phones, t0 = [], 0.0
+        for tok in r.stdout.split():
+            name, _, end = tok.rpartition(":")
+            try:
+                t1 = float(end)
+            except ValueError:
+                continue
+            phones.append((name, t0, t1))
+            t0 = t1
+        return pcm, sr, phones
+
+
 def _stop_closure_starts(pcm: np.ndarray, segs: list[list], sr: int) -> None:
     """espeak's stop events mark the burst; move a stop's start back over its silent closure."""
     fr = max(1, sr // 200)  # 5 ms
@@ -329,6 +390,31 @@ def _clicks(n: int, rng: np.random.Generator) -> np.ndarray:
     return out / (np.sqrt(np.mean(out ** 2)) + 1e-9)
 
 
+def _crowd(n: int, pool: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """A crowd or a room of talkers: 8-20 voices, muffled, ``(n,) float32`` of unit RMS."""
+    out = np.zeros(n, np.float32)
+    for _ in range(int(rng.integers(8, 21))):
+        v = pool[int(rng.integers(0, len(pool)))]
+        v = v / (np.sqrt(np.mean(v ** 2)) + 1e-9) * rng.uniform(0.3, 1.0)
+        pos = int(rng.integers(-len(v) + 1, n))
+        a, b = max(pos, 0), min(pos + len(v), n)
+        if b > a:
+            out[a:b] += v[a - pos: b - pos]
+    out = _fft_filter(out, rng.uniform(60, 200), rng.uniform(1500, 4000))
+    return out / (np.sqrt(np.mean(out ** 2)) + 1e-9)
+
+
+def _applause(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Applause or cheering: dense short claps, ``(n,) float32`` of unit RMS."""
+    out = np.zeros(n, np.float32)
+    for _ in range(int(rng.uniform(60, 300) * n / SAMPLE_RATE)):
+        ln = int(rng.uniform(0.004, 0.015) * SAMPLE_RATE)
+        pos = int(rng.integers(0, max(1, n - ln)))
+        out[pos: pos + ln] += rng.standard_normal(ln) * np.exp(-np.arange(ln) / (ln / 3)) * rng.uniform(0.3, 1.0)
+    out = _fft_filter(out, rng.uniform(300, 1200), rng.uniform(4000, 7900))
+    return out / (np.sqrt(np.mean(out ** 2)) + 1e-9)
+
+
 def _hum(n: int, rng: np.random.Generator) -> np.ndarray:
     t = np.arange(n) / SAMPLE_RATE
     f0 = 50.0 if rng.random() < 0.5 else 60.0
@@ -337,7 +423,8 @@ def _hum(n: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def augment(x: np.ndarray, rng: np.random.Generator, pool: list[np.ndarray] | None = None) -> np.ndarray:
-    """Reverb, band limits, background (noise, voices, clicks, hum) at a random SNR, gain of +-20 dB.
+    """Reverb, band limits, background (noise, voices, a crowd, clicks, applause, hum) at a random
+    SNR, gain of +-20 dB.
 
     ``x`` is ``(n,) float32`` at 16 kHz; ``pool`` holds other utterances for background voices.
     """
@@ -365,11 +452,15 @@ def augment(x: np.ndarray, rng: np.random.Generator, pool: list[np.ndarray] | No
     n = len(x)
     bg = np.zeros(n, np.float32)
     if rng.random() < 0.6:
-        bg += _colored_noise(n, rng, int(rng.integers(0, 3))) * 10 ** (-rng.uniform(8, 45) / 20)
-    if pool and rng.random() < 0.25:
-        bg += _babble(n, pool, rng) * 10 ** (-rng.uniform(10, 30) / 20)
-    if rng.random() < 0.15:
-        bg += _clicks(n, rng) * 10 ** (-rng.uniform(5, 30) / 20)
+        bg += _colored_noise(n, rng, int(rng.integers(0, 3))) * 10 ** (-rng.uniform(3, 45) / 20)
+    if pool and rng.random() < 0.35:  # a crowd or other talkers: the mouth stays shut in pauses
+        bg += _babble(n, pool, rng) * 10 ** (-rng.uniform(4, 30) / 20)
+    if rng.random() < 0.2:
+        bg += _clicks(n, rng) * 10 ** (-rng.uniform(0, 30) / 20)
+    if pool and len(pool) >= 4 and rng.random() < 0.15:
+        bg += _crowd(n, pool, rng) * 10 ** (-rng.uniform(0, 20) / 20)
+    if rng.random() < 0.08:
+        bg += _applause(n, rng) * 10 ** (-rng.uniform(0, 20) / 20)
     if rng.random() < 0.1:
         bg += _hum(n, rng) * 10 ** (-rng.uniform(15, 40) / 20)
     x = x + bg * target_rms + rng.standard_normal(n).astype(np.float32) * target_rms * 1e-3
@@ -401,31 +492,51 @@ def _resample_to_16k(x: np.ndarray, sr: int) -> np.ndarray:
     return resample_poly(x, SAMPLE_RATE // g, sr // g).astype(np.float32)
 
 
+#: Shares of the utterances: Flite English, espeak-ng English, espeak-ng other languages.
+FLITE_SHARE, ESPEAK_ENGLISH_SHARE = 0.5, 0.2
+
+
 def make_utterance(es: Espeak, rng: np.random.Generator, variants: tuple[str, ...],
-                   pool: list[np.ndarray] | None = None) -> Utterance:
+                   pool: list[np.ndarray] | None = None, flite: Flite | None = None) -> Utterance:
     """Synthesise, label, augment and featurise one random utterance.
+
+    Without ``flite`` every utterance comes from espeak-ng (English or another language).
 
     ``pool`` (other utterances' clean 16 kHz audio, for background voices) gets this one added.
     """
-    if rng.random() < 0.7:
-        voice = str(rng.choice(_EN_VOICES))
+    r = rng.random()
+    if flite is not None and r < FLITE_SHARE:
+        voice = str(rng.choice(Flite.VOICES))
         text = english_text(rng)
+        stretch = float(rng.uniform(0.75, 1.45))
+        base_f0 = {"kal16": 105.0, "awb": 110.0, "rms": 100.0, "slt": 170.0}[voice]
+        pcm, sr, phones = flite.synth(text, voice, stretch, base_f0 * rng.uniform(0.8, 1.3),
+                                      base_f0 * rng.uniform(0.05, 0.25))
+        segs = [[name, int(round(a * sr)), int(round(b * sr))] for name, a, b in phones]
+        viseme = flite_viseme_of
+        rate = int(round(175 / stretch))
+        voice = "flite-" + voice
     else:
-        voice = str(rng.choice(list(_OTHER)))
-        text = other_text(voice, rng)
-    variant = str(rng.choice(variants))
-    rate = int(rng.uniform(120, 260))
-    pitch = int(rng.uniform(20, 80))
-    prange = int(rng.uniform(20, 90))
-    pcm, events = es.synth(text, voice + variant, rate, pitch, prange)
-    sr = es.sample_rate
-    segs = [[name, start, 0] for name, start in events]
-    for i in range(len(segs)):
-        segs[i][2] = segs[i + 1][1] if i + 1 < len(segs) else len(pcm)
-    _stop_closure_starts(pcm, segs, sr)
+        if r < FLITE_SHARE + ESPEAK_ENGLISH_SHARE:
+            voice = str(rng.choice(_EN_VOICES))
+            text = english_text(rng)
+        else:
+            voice = str(rng.choice(list(_OTHER)))
+            text = other_text(voice, rng)
+        voice += str(rng.choice(variants))
+        rate = int(rng.uniform(120, 260))
+        pitch = int(rng.uniform(20, 80))
+        prange = int(rng.uniform(20, 90))
+        pcm, events = es.synth(text, voice, rate, pitch, prange)
+        sr = es.sample_rate
+        segs = [[name, start, 0] for name, start in events]
+        for i in range(len(segs)):
+            segs[i][2] = segs[i + 1][1] if i + 1 < len(segs) else len(pcm)
+        _stop_closure_starts(pcm, segs, sr)
+        viseme = viseme_of
     x = _resample_to_16k(pcm, sr)
-    pad_a = int(rng.uniform(0.05, 1.2) * SAMPLE_RATE)
-    pad_b = int(rng.uniform(0.05, 1.2) * SAMPLE_RATE)
+    pad_a = int(rng.uniform(0.05, 1.6) * SAMPLE_RATE)
+    pad_b = int(rng.uniform(0.05, 1.6) * SAMPLE_RATE)
     x = np.concatenate([np.zeros(pad_a, np.float32), x, np.zeros(pad_b, np.float32)])
     t_frames = len(x) // HOP
     labels = np.zeros(t_frames, np.int8)
@@ -433,15 +544,14 @@ def make_utterance(es: Espeak, rng: np.random.Generator, variants: tuple[str, ..
     for name, s, e in segs:
         a = pad_a + s * SAMPLE_RATE / sr
         b = pad_a + e * SAMPLE_RATE / sr
-        labels[(centers >= a) & (centers < b)] = viseme_of(name)
+        labels[(centers >= a) & (centers < b)] = viseme(name)
     clean = x[pad_a: len(x) - pad_b].copy()
     x = augment(x, rng, pool)
     if pool is not None:
         pool.append(clean)
         del pool[:-24]
     feats = log_mel(x)
-    return Utterance(feats, labels[: len(feats)],
-                     {"voice": voice + variant, "rate": rate, "text": text})
+    return Utterance(feats, labels[: len(feats)], {"voice": voice, "rate": rate, "text": text})
 
 
 def _valid_variants(es: Espeak) -> tuple[str, ...]:
@@ -458,11 +568,12 @@ def _valid_variants(es: Espeak) -> tuple[str, ...]:
 def make_shard(index: int, n_utts: int, out_dir: Path, seed: int) -> Path:
     """Make shard ``index`` of ``n_utts`` utterances (deterministic from ``seed`` and ``index``)."""
     es = Espeak()
+    flite = Flite()
     variants = _valid_variants(es)
     rng = np.random.default_rng([seed, index])
     feats, labels, starts, metas, pool = [], [], [0], [], []
     for _ in range(n_utts):
-        u = make_utterance(es, rng, variants, pool)
+        u = make_utterance(es, rng, variants, pool, flite)
         feats.append(u.feats.astype(np.float16))
         labels.append(u.labels)
         starts.append(starts[-1] + len(u.labels))

@@ -48,6 +48,8 @@ from runtime.channels import INDEX
 from vcam.rig_layout import (BASIS, CELL, FRAME, GRID_H, GRID_W, MAP_INDEX, MAPS, PARAM_INDEX, PATCH_H, PATCH_W,
                              basis_matrix)
 
+#: How much faster than the jaw the lips part at small openings (see ``g_jaw``).
+LIP_PART_BOOST = 0.6
 #: Fixed-point iterations that invert the head motion.
 HEAD_ITERATIONS = 1
 #: Grid cells added round the cells a window must hold (see ``_Window``): the mouth's colour
@@ -310,7 +312,11 @@ class RenderModel(nn.Module):
         jaw, close = chs("jawOpen", "mouthClose").unbind(0)
         up_up = 0.5 * (ch("mouthUpperUpLeft") + ch("mouthUpperUpRight")) * par("lip_up_px")
         lo_dn = 0.5 * (ch("mouthLowerDownLeft") + ch("mouthLowerDownRight")) * par("lip_down_px")
-        g_jaw = torch.relu(jaw - close) * 0.95 * jaw_px
+        # The lips part faster than the jaw drops at first (soft lips, the upper lip lifts): the
+        # gap follows a gently concave curve of the opening, x (1 + k (1 - x)), so the small
+        # openings of consonants and quick syllables read as open lips, not a seam.
+        part = torch.relu(jaw - close)
+        g_jaw = part * (1.0 + LIP_PART_BOOST * (1.0 - part)) * 0.95 * jaw_px
         g_jaw_raw = jaw * 0.95 * jaw_px
 
         def mouth_knots(sa, sul, sll, sch, sb, prof, jawt):

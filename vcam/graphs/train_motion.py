@@ -1,4 +1,4 @@
-"""Train the lip model (:class:`vcam.graphs.motion_model.LipNet`) on espeak-ng speech.
+"""Train the lip model (:class:`vcam.graphs.motion_model.LipNet`) on espeak-ng and Flite speech.
 
     python -m vcam.graphs.train_motion [--epochs N] [--utterances N]
 

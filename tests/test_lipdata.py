@@ -1,0 +1,52 @@
+"""The lip model's training data: phones from espeak-ng and Flite become viseme labels in time."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+lipdata = pytest.importorskip("vcam.graphs.lipdata")
+from vcam.graphs.motion_model import VISEMES  # noqa: E402
+
+
+@pytest.mark.parametrize("phone, viseme", [("p", "PBM"), ("m", "PBM"), ("f", "FV"), ("uw", "U"), ("w", "U"),
+                                           ("ow", "O"), ("aa", "A"), ("ay", "A"), ("ax", "E"), ("iy", "I"),
+                                           ("t", "C"), ("s", "C"), ("pau", "sil")])
+def test_flite_phones_map_to_visemes(phone, viseme):
+    assert VISEMES[lipdata.flite_viseme_of(phone)] == viseme
+
+
+@pytest.fixture(scope="module")
+def flite():
+    try:
+        return lipdata.Flite()
+    except RuntimeError as e:
+        pytest.skip(str(e))
+
+
+@pytest.mark.parametrize("voice", lipdata.Flite.VOICES)
+def test_flite_gives_speech_and_phone_times_that_match_it(flite, voice):
+    pcm, sr, phones = flite.synth("Bob made a map.", voice, stretch=1.1)
+    assert sr in (8000, 16000) and pcm.dtype == np.float32 and len(pcm) > 0.8 * sr
+    names = [p[0] for p in phones]
+    assert names[0] == names[-1] == "pau" and names.count("m") >= 2 and "b" in names and "p" in names
+    starts, ends = np.array([p[1] for p in phones]), np.array([p[2] for p in phones])
+    assert np.all(ends > starts) and np.allclose(starts[1:], ends[:-1])
+    assert abs(ends[-1] - len(pcm) / sr) < 0.15
+    # loud where the vowels are, quiet in the pauses
+    level = lambda a, b: float(np.sqrt(np.mean(pcm[int(a * sr):int(b * sr)] ** 2)) + 1e-9)
+    vowels = [level(a, b) for n, a, b in phones if n in ("aa", "ey", "ae")]
+    assert min(vowels) > 10 * level(*phones[0][1:])
+
+
+def test_flite_utterances_are_labelled_in_time(flite):
+    es = lipdata.Espeak()
+    rng = np.random.default_rng(5)
+    seen = set()
+    for _ in range(12):
+        u = lipdata.make_utterance(es, rng, ("",), None, flite)
+        seen.add(u.meta["voice"].split("-")[0])
+        assert u.feats.shape == (len(u.labels), 64)
+        assert u.labels[0] == u.labels[-1] == VISEMES.index("sil")
+        assert len(set(u.labels.tolist())) >= 4
+    assert "flite" in seen and len(seen) >= 2  # Flite and espeak-ng both speak
