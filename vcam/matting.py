@@ -152,14 +152,7 @@ def fill_padding(image: np.ndarray, valid: np.ndarray, person: np.ndarray, lm: n
     body = cv2.resize(body, (size, size), interpolation=cv2.INTER_CUBIC)
     grown = cv2.dilate((person > 0.1).astype(np.uint8), np.ones((9, 9), np.uint8))
     w_bg = inside.astype(np.float32) * (1.0 - grown.astype(np.float32))
-    if w_bg.mean() > 0.01:
-        small = size // 4
-        ws = cv2.resize(w_bg, (small, small), interpolation=cv2.INTER_AREA)
-        cs = cv2.resize(f * w_bg[:, :, None], (small, small), interpolation=cv2.INTER_AREA)
-        bg = cv2.GaussianBlur(_push_pull(cs, ws), (0, 0), 1.5)
-        bg = cv2.resize(bg, (size, size), interpolation=cv2.INTER_CUBIC)
-    else:
-        bg = body
+    bg = _smooth_fill(f, w_bg, 4, 1.5) if w_bg.mean() > 0.01 else body
     down, _, height, _ = _face_axes(lm)
     chin_y = float(lm[L.CHIN, 1])
     # Below the chin the padding continues what the photo shows there (neck, shoulders,
@@ -167,11 +160,7 @@ def fill_padding(image: np.ndarray, valid: np.ndarray, person: np.ndarray, lm: n
     rows = np.arange(size, dtype=np.float32)[:, None]
     w_below = inside.astype(np.float32) * (rows > chin_y + 0.1 * height)
     if w_below.mean() > 0.005:
-        small = size // 8
-        ws = cv2.resize(w_below, (small, small), interpolation=cv2.INTER_AREA)
-        cs = cv2.resize(f * w_below[:, :, None], (small, small), interpolation=cv2.INTER_AREA)
-        body = cv2.GaussianBlur(_push_pull(cs, ws), (0, 0), 1.0)
-        body = cv2.resize(body, (size, size), interpolation=cv2.INTER_CUBIC)
+        body = _smooth_fill(f, w_below, 8, 1.0)
     ys = np.arange(size, dtype=np.float32)[:, None, None]
     w_body = np.clip((ys - chin_y) / max(0.4 * height, 1.0), 0.0, 1.0)
     far = bg * (1.0 - w_body) + body * w_body
@@ -180,6 +169,19 @@ def fill_padding(image: np.ndarray, valid: np.ndarray, person: np.ndarray, lm: n
     out = f * (1.0 - w_near) + near * w_near
     out = out * (1.0 - w_far) + far * w_far
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def _smooth_fill(f: np.ndarray, weight: np.ndarray, shrink: int, blur: float) -> np.ndarray:
+    """(S, S, 3) float32: the colours of ``f`` where ``weight`` (S, S) is 1, spread smoothly
+    everywhere else (push-pull at 1/``shrink`` of the size, blurred, scaled back up)."""
+    import cv2
+
+    size = f.shape[0]
+    small = size // shrink
+    ws = cv2.resize(weight, (small, small), interpolation=cv2.INTER_AREA)
+    cs = cv2.resize(f * weight[:, :, None], (small, small), interpolation=cv2.INTER_AREA)
+    out = cv2.GaussianBlur(_push_pull(cs, ws), (0, 0), blur)
+    return cv2.resize(out, (size, size), interpolation=cv2.INTER_CUBIC)
 
 
 def _push_pull(premult: np.ndarray, weight: np.ndarray) -> np.ndarray:
