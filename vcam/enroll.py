@@ -32,7 +32,7 @@ from vcam import landmarks as L
 log = logging.getLogger(__name__)
 
 #: Bump when enrollment's output changes, so stale cache files are not used.
-ENROLL_VERSION = 3
+ENROLL_VERSION = 4
 FRAME = framing.FRAME
 #: Long side of the copy faces are searched in.
 DETECT_MAX = 1280
@@ -262,6 +262,8 @@ def _quiet():
 UPRIGHT_SCORE = 0.8
 #: A face counts as upright when its mouth lies within this angle of straight below its eyes.
 UPRIGHT_DEG = 50.0
+#: How much better a turned copy's upright face must score than one in the photo as it is.
+UPRIGHT_MARGIN = 0.1
 
 
 def _upright_turns(mp, img: np.ndarray) -> tuple[int, list]:
@@ -281,11 +283,14 @@ def _upright_turns(mp, img: np.ndarray) -> tuple[int, list]:
     chosen = (0, boxes, best_upright(boxes))
     if chosen[2] >= UPRIGHT_SCORE:
         return 0, boxes
+    # A turn must beat an upright-looking face in the photo as it is by a clear margin (a
+    # drawn face scores low whichever way up it is).
+    bar = chosen[2] + (UPRIGHT_MARGIN if chosen[2] > 0.0 else 0.0)
     for k in (1, 2, 3):
         turned = _detect_faces(mp, np.ascontiguousarray(np.rot90(img, k)))
         score = best_upright(turned)
-        if score > chosen[2]:
-            chosen = (k, turned, score)
+        if score > bar:
+            chosen, bar = (k, turned, score), score
     return chosen[0], chosen[1]
 
 
@@ -327,8 +332,11 @@ def _detect_faces(mp, img: np.ndarray) -> list[tuple[float, float, float, float,
             box = (b.xmin * w, b.ymin * h, (b.xmin + b.width) * w, (b.ymin + b.height) * h, float(d.score[0]), tilt)
             if box[2] - box[0] < 4 or box[3] - box[1] < 4:
                 continue
-            if all(_iou(box, o) < 0.3 for o in found):
+            same = [i for i, o in enumerate(found) if _iou(box, o) >= 0.3]
+            if not same:
                 found.append(box)
+            elif box[4] > found[same[0]][4]:  # the same face: keep its box, take the surer score and tilt
+                found[same[0]] = found[same[0]][:4] + box[4:]
     return found
 
 
