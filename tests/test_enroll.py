@@ -269,6 +269,23 @@ def test_sideways_and_upside_down_photos_are_turned_upright(tmp_path, refs, turn
     assert p.landmarks[L.CHIN, 1] > p.landmarks[L.NOSE_TIP, 1] > p.landmarks[L.RIGHT_EYE_OUTER, 1]
 
 
+def test_tiny_face_is_not_found_sideways_either(tmp_path):
+    """A face too small for the detector upright is sometimes "found" weakly in a turned
+    copy: that must not make vcam animate it lying on its side."""
+    canvas = Image.new("RGB", (4000, 3000), (150, 160, 170))
+    canvas.paste(Image.open(JEFFERSON).convert("RGB").resize((200, 200)), (1900, 1400))
+    path = tmp_path / "tiny_face.jpg"
+    canvas.save(path, quality=90)
+    try:
+        p = enroll(path)
+    except InputError as e:
+        assert "no face found" in str(e)
+        return
+    # found: then upright, eyes level and above the mouth
+    assert abs(p.landmarks[L.RIGHT_EYE_OUTER, 1] - p.landmarks[L.LEFT_EYE_OUTER, 1]) < 20
+    assert p.landmarks[L.CHIN, 1] > p.landmarks[L.NOSE_TIP, 1] > p.landmarks[L.RIGHT_EYE_OUTER, 1]
+
+
 @pytest.mark.parametrize("keep, edge", [((0.33, 1.0, 0.0, 1.0), "top"), ((0.0, 0.55, 0.0, 1.0), "bottom")])
 def test_face_cut_off_by_the_edge_is_refused(tmp_path, keep, edge):
     """Cut through the brows (or above the mouth): one line naming the edge, no portrait."""

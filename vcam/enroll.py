@@ -32,7 +32,7 @@ from vcam import landmarks as L
 log = logging.getLogger(__name__)
 
 #: Bump when enrollment's output changes, so stale cache files are not used.
-ENROLL_VERSION = 4
+ENROLL_VERSION = 5
 FRAME = framing.FRAME
 #: Long side of the copy faces are searched in.
 DETECT_MAX = 1280
@@ -274,7 +274,8 @@ def _upright_turns(mp, img: np.ndarray) -> tuple[int, list]:
     still finds such faces, sideways ones with their mouth beside the eyes, upside-down ones
     with a lower score (it reads them as upright faces, and the mesh then lays the mouth on
     the forehead). So when no upright face scores ``UPRIGHT_SCORE``, the other three turns
-    are tried, and the turn whose best upright face scores highest is taken.
+    are tried, and a turn is taken when its best upright face scores at least that and
+    clearly more than the photo as it is.
     """
     def best_upright(boxes):
         return max((b[4] for b in boxes if abs(b[5]) < UPRIGHT_DEG), default=0.0)
@@ -285,7 +286,9 @@ def _upright_turns(mp, img: np.ndarray) -> tuple[int, list]:
         return 0, boxes
     # A turn must beat an upright-looking face in the photo as it is by a clear margin (a
     # drawn face scores low whichever way up it is).
-    bar = chosen[2] + (UPRIGHT_MARGIN if chosen[2] > 0.0 else 0.0)
+    # A small face the detector misses upright it sometimes "finds" sideways, weakly: a
+    # turned copy counts only with a sure face (UPRIGHT_SCORE).
+    bar = max(chosen[2] + (UPRIGHT_MARGIN if chosen[2] > 0.0 else 0.0), UPRIGHT_SCORE)
     for k in (1, 2, 3):
         turned = _detect_faces(mp, np.ascontiguousarray(np.rot90(img, k)))
         score = best_upright(turned)
