@@ -5,19 +5,24 @@ from __future__ import annotations
 import argparse
 
 
-def number_range(lo: float, hi: float):
-    """A parser of numbers ``lo..hi``."""
+def _ranged(cast, what: str, bounds: str, lo, hi):
+    """A parser of ``what`` (made by ``cast``) within ``lo..hi``; errors name ``bounds``."""
 
-    def parse(text: str) -> float:
+    def parse(text: str):
         try:
-            value = float(text)
+            value = cast(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"must be a number {lo:g}..{hi:g}, got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"must be {what} {bounds}, got {text!r}") from None
         if not lo <= value <= hi:
-            raise argparse.ArgumentTypeError(f"must be a number {lo:g}..{hi:g}, got {text}")
+            raise argparse.ArgumentTypeError(f"must be {what} {bounds}, got {text}")
         return value
 
     return parse
+
+
+def number_range(lo: float, hi: float):
+    """A parser of numbers ``lo..hi``."""
+    return _ranged(float, "a number", f"{lo:g}..{hi:g}", lo, hi)
 
 
 unit = number_range(0.0, 1.0)
@@ -26,14 +31,4 @@ unit = number_range(0.0, 1.0)
 
 def int_range(lo: int, hi: int):
     """A parser of integers ``lo..hi``."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be an integer {lo}..{hi}, got {text!r}") from None
-        if not lo <= value <= hi:
-            raise argparse.ArgumentTypeError(f"must be an integer {lo}..{hi}, got {text}")
-        return value
-
-    return parse
+    return _ranged(int, "an integer", f"{lo}..{hi}", lo, hi)

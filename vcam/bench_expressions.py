@@ -10,21 +10,19 @@ blinks per minute, head roll spread, slow sway and jerk.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from vcam.audio_file import write_wav
-from vcam.bench_lipsync import eval_python
+from vcam.bench_lipsync import eval_python, render_video, run_json
 
 EMOTIONS = ("happy", "sad", "angry", "surprised")
 EMOTION_SECONDS, SILENCE_SECONDS = 6.0, 12.0
 LIVENESS = ("face_rate", "blinks_per_min", "roll_std_deg", "sway", "jerk")
 RATE = 16000
+_SEEDED = ("--seed", "0")
 
 
 def _speech(media_dir: Path, tmp: Path) -> tuple[Path, float]:
@@ -44,21 +42,6 @@ def _speech(media_dir: Path, tmp: Path) -> tuple[Path, float]:
     return path, len(pcm) / RATE
 
 
-def _render(photo: Path, audio: Path, out: Path, provider: str, emotion: str = "neutral") -> str | None:
-    cmd = [sys.executable, "-m", "vcam", "render", "--photo", str(photo), "--audio", str(audio), "--out", str(out),
-           "--emotion", emotion, "--seed", "0", "--provider", provider]
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    return None if r.returncode == 0 else (r.stderr.strip().splitlines() or ["render failed"])[-1]
-
-
-def _json(cmd: list[str]) -> dict:
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    try:
-        return json.loads(r.stdout)
-    except json.JSONDecodeError:
-        return {"error": (r.stderr.strip().splitlines() or ["no output"])[-1]}
-
-
 def run(photos: list[Path], media_dir: Path, eval_dir: Path, *, provider: str = "cpu") -> dict:
     """Render and score; returns ``{"emotions": [row per portrait], "liveness": [row per video]}``."""
     py = eval_python(eval_dir)
@@ -73,18 +56,19 @@ def run(photos: list[Path], media_dir: Path, eval_dir: Path, *, provider: str = 
             videos = {}
             for emotion in ("neutral",) + EMOTIONS:
                 videos[emotion] = tmp / f"{photo.stem}-{emotion}.mp4"
-                err = _render(photo, silence6, videos[emotion], provider, emotion)
+                err = _last_line(render_video(photo, silence6, videos[emotion], provider, *_SEEDED,
+                                              "--emotion", emotion))
                 if err:
                     result["emotions"].append({"photo": photo.stem, "error": err})
                     break
             else:
-                row = _json([py, str(Path(__file__).with_name("eval_emotions.py")), str(eval_dir),
+                row = run_json([py, str(Path(__file__).with_name("eval_emotions.py")), str(eval_dir),
                              str(videos["neutral"])] + [f"{e}={videos[e]}" for e in EMOTIONS])
                 result["emotions"].append({"photo": photo.stem, **row})
             for clip, audio in ((f"speech {speech_s:.0f} s", speech), (f"silence {SILENCE_SECONDS:.0f} s", silence12)):
                 out = tmp / f"{photo.stem}-{audio.stem}.mp4"
-                err = _render(photo, audio, out, provider)
-                row = {"error": err} if err else _json([py, str(eval_dir / "liveness.py"), str(out), "--json"])
+                err = _last_line(render_video(photo, audio, out, provider, *_SEEDED, "--emotion", "neutral"))
+                row = {"error": err} if err else run_json([py, str(eval_dir / "liveness.py"), str(out), "--json"])
                 result["liveness"].append({"photo": photo.stem, "clip": clip, **row})
     return result
 
@@ -105,6 +89,10 @@ def table(result: dict) -> str:
             continue
         lines.append(f"| {r['photo']} | {r['clip']} | " + " | ".join(_fmt(r.get(k)) for k in LIVENESS) + " |")
     return "\n".join(lines)
+
+
+def _last_line(err: str | None) -> str | None:
+    return None if err is None else err.splitlines()[-1]
 
 
 _MEASURE = {"happy": "corner_lift ↑", "sad": "corner_lift ↓", "angry": "brow_gap ↓", "surprised": "brow ↑"}

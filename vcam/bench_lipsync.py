@@ -71,21 +71,32 @@ def run(photos: list[Path], media_dir: Path, eval_dir: Path, *, provider: str = 
         for clip, wav, txt in jobs:
             for photo in photos:
                 out = Path(tmp) / f"{clip}-{photo.stem}.mp4"
-                cmd = [sys.executable, "-m", "vcam", "render", "--photo", str(photo), "--audio", str(wav),
-                       "--out", str(out), "--provider", provider]
-                r = subprocess.run(cmd, capture_output=True, text=True)
                 row = {"clip": clip, "photo": photo.stem}
-                if r.returncode != 0:
-                    rows.append({**row, "error": r.stderr.strip()})
+                err = render_video(photo, wav, out, provider)
+                if err:
+                    rows.append({**row, "error": err})
                     continue
-                score = subprocess.run([py, str(eval_dir / "lipsync.py"), str(out), str(wav)]
-                                       + ([str(txt)] if txt else []), capture_output=True, text=True)
-                try:
-                    row.update(json.loads(score.stdout))
-                except json.JSONDecodeError:
-                    row["error"] = score.stderr.strip().splitlines()[-1] if score.stderr.strip() else "no output"
+                row.update(run_json([py, str(eval_dir / "lipsync.py"), str(out), str(wav)]
+                                    + ([str(txt)] if txt else [])))
                 rows.append(row)
     return rows
+
+
+def render_video(photo: Path, audio: Path, out: Path, provider: str, *options: str) -> str | None:
+    """``vcam render`` in a child process (as a user runs it); None, or what it wrote to stderr."""
+    cmd = [sys.executable, "-m", "vcam", "render", "--photo", str(photo), "--audio", str(audio), "--out", str(out),
+           "--provider", provider, *options]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    return None if r.returncode == 0 else (r.stderr.strip() or "render failed")
+
+
+def run_json(cmd: list[str]) -> dict:
+    """Run a measuring tool; the JSON it prints, or ``{"error": its last stderr line}``."""
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    try:
+        return json.loads(r.stdout)
+    except json.JSONDecodeError:
+        return {"error": (r.stderr.strip().splitlines() or ["no output"])[-1]}
 
 
 def _speak(lang: str, text: str, wav: Path) -> str | None:

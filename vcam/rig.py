@@ -287,12 +287,9 @@ def _brow_fields(L, gx, gy, iod, face_c, r_origin, l_origin):
     # from just above the brow heads down to the root of the nose, so the brow heads and
     # the glabella narrow together (face trackers read a frown from that band, not from
     # the brows alone). A compression about the midline, each side in its own field.
-    ex = L[lm.LEFT_EYE_OUTER, :2] - L[lm.RIGHT_EYE_OUTER, :2]
-    ex = (ex / max(float(np.linalg.norm(ex)), 1e-3)).astype(np.float32)
-    ey = np.array([-ex[1], ex[0]], np.float32)
     mid = (L[lm.RIGHT_BROW_LOWER[-1], :2] + L[lm.LEFT_BROW_LOWER[-1], :2]) / 2
-    u = (gx - mid[0]) * ex[0] + (gy - mid[1]) * ex[1]
-    v = (gx - mid[0]) * ey[0] + (gy - mid[1]) * ey[1]
+    mid, ex, ey = _frame(mid, L[lm.RIGHT_EYE_OUTER, :2], L[lm.LEFT_EYE_OUTER, :2])
+    u, v = _local(gx, gy, mid, ex, ey)
     band = np.clip(np.minimum(v + 0.1 * iod, 0.3 * iod - v) / (0.15 * iod), 0.0, 1.0)
     # 0.5: at browDown 0.72 (angry at 0.8) the band narrows by about a third at the midline
     # and the inner eye corners come in by ~0.05 inter-ocular distances. The displacement

@@ -364,16 +364,25 @@ def _fft_filter(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return np.fft.irfft(spec * g, len(x)).astype(np.float32)
 
 
-def _babble(n: int, pool: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
-    """Background voices: 2-6 other utterances at random offsets, ``(n,) float32`` of unit RMS."""
+def _mix_voices(n: int, pool: list[np.ndarray], rng: np.random.Generator, count: tuple[int, int],
+                gain_lo: float, overhang: bool) -> np.ndarray:
+    """``(n,) float32``: ``count`` (lo, hi exclusive) utterances of ``pool`` at random offsets,
+    each at unit RMS times a gain in ``gain_lo..1``; ``overhang``: an utterance may start up to
+    its whole length before the clip (else half of it)."""
     out = np.zeros(n, np.float32)
-    for _ in range(int(rng.integers(2, 7))):
+    for _ in range(int(rng.integers(*count))):
         v = pool[int(rng.integers(0, len(pool)))]
-        v = v / (np.sqrt(np.mean(v ** 2)) + 1e-9) * rng.uniform(0.5, 1.0)
-        pos = int(rng.integers(-len(v) // 2, n))
+        v = v / (np.sqrt(np.mean(v ** 2)) + 1e-9) * rng.uniform(gain_lo, 1.0)
+        pos = int(rng.integers(-len(v) + 1 if overhang else -len(v) // 2, n))
         a, b = max(pos, 0), min(pos + len(v), n)
         if b > a:
             out[a:b] += v[a - pos: b - pos]
+    return out
+
+
+def _babble(n: int, pool: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """Background voices: 2-6 other utterances at random offsets, ``(n,) float32`` of unit RMS."""
+    out = _mix_voices(n, pool, rng, (2, 7), 0.5, overhang=False)
     return out / (np.sqrt(np.mean(out ** 2)) + 1e-9)
 
 
@@ -392,15 +401,8 @@ def _clicks(n: int, rng: np.random.Generator) -> np.ndarray:
 
 def _crowd(n: int, pool: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
     """A crowd or a room of talkers: 8-20 voices, muffled, ``(n,) float32`` of unit RMS."""
-    out = np.zeros(n, np.float32)
-    for _ in range(int(rng.integers(8, 21))):
-        v = pool[int(rng.integers(0, len(pool)))]
-        v = v / (np.sqrt(np.mean(v ** 2)) + 1e-9) * rng.uniform(0.3, 1.0)
-        pos = int(rng.integers(-len(v) + 1, n))
-        a, b = max(pos, 0), min(pos + len(v), n)
-        if b > a:
-            out[a:b] += v[a - pos: b - pos]
-    out = _fft_filter(out, rng.uniform(60, 200), rng.uniform(1500, 4000))
+    out = _fft_filter(_mix_voices(n, pool, rng, (8, 21), 0.3, overhang=True),
+                      rng.uniform(60, 200), rng.uniform(1500, 4000))
     return out / (np.sqrt(np.mean(out ** 2)) + 1e-9)
 
 
