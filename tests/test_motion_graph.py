@@ -252,16 +252,22 @@ def test_step_allocates_nothing(stage, speech):
     emo = np.zeros(37, np.float32)
     for _ in range(20):
         stage.step(win, emo, 0.04)
-    tracemalloc.start()
-    try:
-        snap0 = tracemalloc.take_snapshot()
-        for _ in range(300):
-            out = stage.step(win, emo, 0.04)
-        snap1 = tracemalloc.take_snapshot()
-    finally:
-        tracemalloc.stop()
-    grown = sum(st.size_diff for st in snap1.compare_to(snap0, "filename") if st.size_diff > 0)
-    assert grown < 4096, grown
+    # A per-frame allocation grows every attempt (300 steps x its size); a one-off allocation
+    # elsewhere in the process (a library's lazy cache) shows in one attempt only.
+    attempts = []
+    for _ in range(3):
+        tracemalloc.start()
+        try:
+            snap0 = tracemalloc.take_snapshot()
+            for _ in range(300):
+                out = stage.step(win, emo, 0.04)
+            snap1 = tracemalloc.take_snapshot()
+        finally:
+            tracemalloc.stop()
+        attempts.append(sum(st.size_diff for st in snap1.compare_to(snap0, "filename") if st.size_diff > 0))
+        if attempts[-1] < 4096:
+            break
+    assert min(attempts) < 4096, attempts
     assert out is stage.motion
 
 
