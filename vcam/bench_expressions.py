@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vcam.audio_file import write_wav
+from runtime.errors import InputError
+from vcam.audio_file import load_audio, write_wav
 from vcam.bench_lipsync import eval_python, render_video, run_json
 
 EMOTIONS = ("happy", "sad", "angry", "surprised")
@@ -27,14 +28,10 @@ _SEEDED = ("--seed", "0")
 
 def _speech(media_dir: Path, tmp: Path) -> tuple[Path, float]:
     """The media folder's speech clips joined (0.5 s apart) into one WAV; (path, seconds)."""
-    from vcam.audio_file import load_audio
-
     parts = []
     for wav in sorted(media_dir.glob("*.wav")):
         parts += [load_audio(wav, rate=RATE), np.zeros(RATE // 2, np.float32)]
     if not parts:
-        from runtime.errors import InputError
-
         raise InputError(f"no speech (*.wav) in {media_dir}: pass --media, a folder of speech clips")
     pcm = np.concatenate(parts)
     path = tmp / "speech.wav"

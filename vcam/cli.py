@@ -18,8 +18,7 @@ from pathlib import Path
 from runtime.channels import EMOTIONS
 from runtime.errors import InputError, VcamError
 from vcam import __version__
-from vcam.argtypes import int_range as _int_range, number_range
-from vcam.argtypes import unit as _unit
+from vcam.argtypes import int_range as _int_range, number_range, unit as _unit
 
 log = logging.getLogger("vcam")
 
