@@ -4,17 +4,19 @@ Speech is synthesised through libespeak-ng (ctypes, synchronous mode, phoneme ev
 languages, accents and voice variants) and, for English, through Flite (Debian's ``flite``:
 the ``kal`` diphone voice, cut from recordings of a real speaker, and the ``awb``, ``rms`` and
 ``slt`` statistical voices trained on real read speech, whose spectra are much closer to a
-person's than espeak-ng's formant synthesis), so every phoneme's start is known exactly. Phonemes become viseme classes
+person's than espeak-ng's formant synthesis), and through Kokoro-82M
+(:mod:`vcam.graphs.kokoro_tts`: a neural voice trained on people's recordings, mixes of its five
+voices, English and the other languages), so every phoneme's start is known exactly. Phonemes become viseme classes
 (:data:`vcam.graphs.motion_model.VISEMES`); the audio is augmented (gain, noise, reverb,
 band limits) and turned into the runtime's log-mel features (:func:`runtime.features.log_mel`),
 so training sees exactly what the motion graph sees.
 
-Output: shards ``shard_XX.npz`` in the cache folder (``~/.cache/vcam/lipdata`` by default,
-outside git) with ``feats (T, N_MELS) float16``, ``labels (T,) int8`` (viseme at the 10 ms
-slot ``[k, k+1) * 10 ms``) and ``starts (U + 1,) int64`` utterance offsets. Everything is
-deterministic given the seed.
+Output: shards ``shard_XX.npz`` (espeak-ng and Flite) and ``kokoro_XX.npz`` in the cache
+folder (``~/.cache/vcam/lipdata`` by default, outside git) with ``feats (T, N_MELS) float16``,
+``labels (T,) int8`` (viseme at the 10 ms slot ``[k, k+1) * 10 ms``) and ``starts (U + 1,)
+int64`` utterance offsets. Everything is deterministic given the seed.
 
-    python -m vcam.graphs.lipdata [--utterances N] [--out DIR] [--jobs 2]
+    python -m vcam.graphs.lipdata [--utterances N] [--kokoro N] [--out DIR] [--jobs 2]
 """
 
 from __future__ import annotations
@@ -536,24 +538,60 @@ def make_utterance(es: Espeak, rng: np.random.Generator, variants: tuple[str, ..
             segs[i][2] = segs[i + 1][1] if i + 1 < len(segs) else len(pcm)
         _stop_closure_starts(pcm, segs, sr)
         viseme = viseme_of
-    x = _resample_to_16k(pcm, sr)
-    pad_a = int(rng.uniform(0.05, 1.6) * SAMPLE_RATE)
-    pad_b = int(rng.uniform(0.05, 1.6) * SAMPLE_RATE)
-    x = np.concatenate([np.zeros(pad_a, np.float32), x, np.zeros(pad_b, np.float32)])
-    t_frames = len(x) // HOP
-    labels = np.zeros(t_frames, np.int8)
-    centers = (np.arange(t_frames) + 0.5) * HOP  # sample index at 16 kHz
-    for name, s, e in segs:
-        a = pad_a + s * SAMPLE_RATE / sr
-        b = pad_a + e * SAMPLE_RATE / sr
-        labels[(centers >= a) & (centers < b)] = viseme(name)
-    clean = x[pad_a: len(x) - pad_b].copy()
-    x = augment(x, rng, pool)
+    return _labelled(_resample_to_16k(pcm, sr), [(viseme(n), s / sr, e / sr) for n, s, e in segs], rng, pool,
+                     {"voice": voice, "rate": rate, "text": text})[0]
+
+
+def _labelled(x: np.ndarray, segs: list[tuple[int, float, float]], rng: np.random.Generator,
+              pool: list[np.ndarray] | None, meta: dict, copies: int = 1) -> list[Utterance]:
+    """Pad ``x`` (``(n,) float32`` speech at 16 kHz) with silence, label its 10 ms slots from
+    ``segs`` (viseme index, start s, end s), augment and featurise it, ``copies`` times with
+    different padding and augmentation; ``pool`` (background voices) gets the clean speech."""
+    out = []
+    for _ in range(copies):
+        pad_a = int(rng.uniform(0.05, 1.6) * SAMPLE_RATE)
+        pad_b = int(rng.uniform(0.05, 1.6) * SAMPLE_RATE)
+        y = np.concatenate([np.zeros(pad_a, np.float32), x, np.zeros(pad_b, np.float32)])
+        t_frames = len(y) // HOP
+        labels = np.zeros(t_frames, np.int8)
+        centers = (np.arange(t_frames) + 0.5) * HOP  # sample index at 16 kHz
+        for v, s, e in segs:
+            labels[(centers >= pad_a + s * SAMPLE_RATE) & (centers < pad_a + e * SAMPLE_RATE)] = v
+        y = augment(y, rng, pool)
+        feats = log_mel(y)
+        out.append(Utterance(feats, labels[: len(feats)], meta))
     if pool is not None:
-        pool.append(clean)
+        pool.append(x.copy())
         del pool[:-24]
-    feats = log_mel(x)
-    return Utterance(feats, labels[: len(feats)], {"voice": voice, "rate": rate, "text": text})
+    return out
+
+
+#: Kokoro utterances: share in English (the rest: the other languages), speaking rates.
+KOKORO_ENGLISH_SHARE, KOKORO_SPEED = 0.7, (0.8, 1.3)
+_KOKORO_ENGLISH = ("en-us", "en-us", "en-us", "en-gb-x-rp")
+
+
+def make_kokoro_utterances(kokoro, rng: np.random.Generator, pool: list[np.ndarray] | None = None,
+                           copies: int = 2) -> list[Utterance]:
+    """One random utterance spoken by Kokoro-82M (a :class:`vcam.graphs.kokoro_tts.Kokoro`) in a
+    random mix of one or two of its voices, labelled and featurised ``copies`` times with
+    different padding and augmentation."""
+    from vcam.graphs.kokoro_tts import SAMPLE_RATE as KOKORO_RATE
+
+    if rng.random() < KOKORO_ENGLISH_SHARE:
+        lang, text = str(rng.choice(_KOKORO_ENGLISH)), english_text(rng)
+    else:
+        lang = str(rng.choice(list(_OTHER)))
+        text = other_text(lang, rng)
+    names = sorted(kokoro.voices)
+    picked = rng.choice(names, size=int(rng.integers(1, 3)), replace=False)
+    weights = {str(v): float(rng.uniform(0.2, 1.0)) for v in picked}
+    speed = float(rng.uniform(*KOKORO_SPEED))
+    pcm, segs, _ = kokoro.synth(text, lang, weights, speed)
+    meta = {"voice": "kokoro-" + "+".join(f"{v}:{w:.2f}" for v, w in weights.items()), "lang": lang,
+            "rate": round(speed, 3), "text": text}
+    return _labelled(_resample_to_16k(pcm, KOKORO_RATE), [(_V[v], a, b) for v, a, b in segs], rng, pool, meta,
+                     copies)
 
 
 def _valid_variants(es: Espeak) -> tuple[str, ...]:
@@ -567,24 +605,34 @@ def _valid_variants(es: Espeak) -> tuple[str, ...]:
     return tuple(ok)
 
 
-def make_shard(index: int, n_utts: int, out_dir: Path, seed: int) -> Path:
-    """Make shard ``index`` of ``n_utts`` utterances (deterministic from ``seed`` and ``index``)."""
-    es = Espeak()
-    flite = Flite()
-    variants = _valid_variants(es)
-    rng = np.random.default_rng([seed, index])
+def make_shard(index: int, n_utts: int, out_dir: Path, seed: int, kind: str = "shard") -> Path:
+    """Make shard ``index`` of ``n_utts`` utterances (deterministic from ``seed`` and ``index``).
+
+    ``kind`` ``"shard"``: espeak-ng and Flite; ``"kokoro"``: Kokoro-82M, each utterance in two
+    augmentations (so ``2 * n_utts`` rows of utterances)."""
+    rng = np.random.default_rng([seed, index] if kind == "shard" else [seed, index, 7])
     feats, labels, starts, metas, pool = [], [], [0], [], []
+    if kind == "kokoro":
+        from vcam.graphs.kokoro_tts import Kokoro
+
+        kokoro = Kokoro(threads=1)
+        make = lambda: make_kokoro_utterances(kokoro, rng, pool)  # noqa: E731
+    else:
+        es = Espeak()
+        flite = Flite()
+        variants = _valid_variants(es)
+        make = lambda: [make_utterance(es, rng, variants, pool, flite)]  # noqa: E731
     for _ in range(n_utts):
-        u = make_utterance(es, rng, variants, pool, flite)
-        feats.append(u.feats.astype(np.float16))
-        labels.append(u.labels)
-        starts.append(starts[-1] + len(u.labels))
-        metas.append(u.meta)
-    path = out_dir / f"shard_{index:02d}.npz"
-    tmp = out_dir / f"shard_{index:02d}.tmp.npz"
+        for u in make():
+            feats.append(u.feats.astype(np.float16))
+            labels.append(u.labels)
+            starts.append(starts[-1] + len(u.labels))
+            metas.append(u.meta)
+    path = out_dir / f"{kind}_{index:02d}.npz"
+    tmp = out_dir / f"{kind}_{index:02d}.tmp.npz"
     np.savez(tmp, feats=np.concatenate(feats), labels=np.concatenate(labels), starts=np.array(starts, np.int64))
     tmp.replace(path)
-    (out_dir / f"shard_{index:02d}.json").write_text(json.dumps(metas[:50], ensure_ascii=False, indent=0))
+    (out_dir / f"{kind}_{index:02d}.json").write_text(json.dumps(metas[:50], ensure_ascii=False, indent=0))
     return path
 
 
@@ -592,19 +640,21 @@ def _shard_worker(args):
     return make_shard(*args)
 
 
-def build(out_dir: Path = CACHE_DIR, n_utts: int = 5000, shards: int = 8, jobs: int = 2, seed: int = 1234,
-          force: bool = False) -> list[Path]:
-    """Make (or reuse, when the settings match) the shards; returns their paths."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stamp = {"version": DATA_VERSION, "n_utts": n_utts, "shards": shards, "seed": seed, "visemes": list(VISEMES)}
-    stamp_path = out_dir / "settings.json"
-    paths = [out_dir / f"shard_{i:02d}.npz" for i in range(shards)]
+#: Kokoro-82M utterances in the training data (each in two augmentations) and their shards. Kokoro
+#: is the slow part of making the data: about 1.5 s per utterance on 2 cores.
+KOKORO_UTTERANCES, KOKORO_SHARDS, KOKORO_VERSION = 384, 8, 1
+
+
+def _build_kind(kind: str, stamp: dict, out_dir: Path, n_utts: int, shards: int, jobs: int, seed: int,
+                force: bool) -> list[Path]:
+    stamp_path = out_dir / ("settings.json" if kind == "shard" else f"{kind}_settings.json")
+    paths = [out_dir / f"{kind}_{i:02d}.npz" for i in range(shards)]
     if (not force and stamp_path.exists() and json.loads(stamp_path.read_text()) == stamp
             and all(p.exists() for p in paths)):
         return paths
     stamp_path.unlink(missing_ok=True)
     per = [n_utts // shards + (1 if i < n_utts % shards else 0) for i in range(shards)]
-    work = [(i, per[i], out_dir, seed) for i in range(shards)]
+    work = [(i, per[i], out_dir, seed, kind) for i in range(shards)]
     if jobs > 1:
         import multiprocessing as mp
 
@@ -616,6 +666,21 @@ def build(out_dir: Path = CACHE_DIR, n_utts: int = 5000, shards: int = 8, jobs: 
             print(f"  {_shard_worker(w).name}", file=sys.stderr, flush=True)
     stamp_path.write_text(json.dumps(stamp))
     return paths
+
+
+def build(out_dir: Path = CACHE_DIR, n_utts: int = 5000, shards: int = 8, jobs: int = 2, seed: int = 1234,
+          force: bool = False, kokoro_utts: int = KOKORO_UTTERANCES,
+          kokoro_shards: int = KOKORO_SHARDS) -> tuple[list[Path], list[Path]]:
+    """Make (or reuse, when the settings match) the espeak-ng + Flite shards and the Kokoro shards;
+    returns the paths of each."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = {"version": DATA_VERSION, "n_utts": n_utts, "shards": shards, "seed": seed, "visemes": list(VISEMES)}
+    mixed = _build_kind("shard", stamp, out_dir, n_utts, shards, jobs, seed, force)
+    if kokoro_utts <= 0:
+        return mixed, []
+    kstamp = {"version": KOKORO_VERSION, "n_utts": kokoro_utts, "shards": kokoro_shards, "seed": seed,
+              "visemes": list(VISEMES)}
+    return mixed, _build_kind("kokoro", kstamp, out_dir, kokoro_utts, kokoro_shards, jobs, seed, force)
 
 
 def load(paths: list[Path]):
@@ -637,10 +702,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shards", type=int, default=8)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--kokoro", type=int, default=KOKORO_UTTERANCES, help="Kokoro-82M utterances (0: none)")
     ap.add_argument("--force", action="store_true")
     a = ap.parse_args(argv)
-    paths = build(a.out, a.utterances, a.shards, a.jobs, a.seed, a.force)
-    f, lab, st = load(paths)
+    mixed, kokoro = build(a.out, a.utterances, a.shards, a.jobs, a.seed, a.force, a.kokoro)
+    f, lab, st = load(mixed + kokoro)
     counts = np.bincount(lab.astype(np.int64), minlength=len(VISEMES))
     print(f"{len(st) - 1} utterances, {len(lab) / 100 / 3600:.2f} h; visemes: "
           + ", ".join(f"{v} {c / len(lab):.1%}" for v, c in zip(VISEMES, counts)))
