@@ -174,11 +174,14 @@ def test_blink_rate_and_shape():
 
 
 def _blinks(m: np.ndarray, fps: float) -> tuple[np.ndarray, np.ndarray]:
-    """Onset frames of the blinks in a motion track, and each blink's deepest closure."""
+    """Onset frames of the blinks in a motion track, and each blink's deepest closure. A blink
+    that begins in the track's last 0.2 s is cut off by its end and not counted."""
     bl = m[:, INDEX["eyeBlinkLeft"]]
     closed = bl > 0.5
+    span = int(0.2 * fps) + 1
     onsets = np.flatnonzero(closed[1:] & ~closed[:-1]) + 1
-    return onsets, np.array([bl[o: o + int(0.2 * fps) + 1].max() for o in onsets])
+    onsets = onsets[onsets + span <= len(bl)]
+    return onsets, np.array([bl[o: o + span].max() for o in onsets])
 
 
 @pytest.mark.parametrize("fps", [25.0, 30.0])
