@@ -129,7 +129,8 @@ class LiveEngine:
         return stages
 
     def _open_on(self, provider: str, avatar: AvatarTensors) -> tuple[MotionStage, RenderStage]:
-        """Both graphs on ``provider``; nothing left open if either fails."""
+        """Both graphs on ``provider`` (``"auto"`` keeps the motion graph on the CPU, see
+        :class:`MotionStage`); nothing left open if either fails."""
         motion = MotionStage(fps=self.fps, seed=self._seed, provider=provider, threads=self._threads)
         try:
             return motion, RenderStage(avatar, provider=provider, threads=self._threads)

@@ -3,6 +3,14 @@
 Per frame, :meth:`OnnxGraph.run` binds nothing new and allocates nothing: every input and
 output is a numpy array made once by the caller (or by :meth:`output`), bound to the session
 once, and onnxruntime writes the outputs straight into them.
+
+On the CPU the session reads the bound input arrays themselves. On a GPU it cannot: onnxruntime
+copies a host input to the device when it is *bound*, not when the graph runs, so changes made
+to the array afterwards would never reach the graph (seen on an H200: the render graph drew a
+black frame, the motion graph never heard the audio). There every input gets a device buffer,
+made once and bound once, and :meth:`OnnxGraph.run` copies each changing input into it before
+the run; inputs bound as ``constant`` (a portrait's tensors) are copied only when
+:meth:`OnnxGraph.refresh_input` says they changed.
 """
 
 from __future__ import annotations
@@ -87,13 +95,17 @@ class OnnxGraph:
         ``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when it loads, else the CPU with one warning).
     threads:
         Intra-op threads for the CPU provider (0: onnxruntime's default, one per core).
+    copy_inputs:
+        Give every input a buffer of the session's own, copied from the bound array before each
+        run (constant inputs: when refreshed). ``None``: only where the session runs on a GPU,
+        which needs it; ``True`` takes the same path on the CPU (for tests).
 
     Use :meth:`bind_input` once per input array and :meth:`output` to get the preallocated
     output arrays; then :meth:`run` per frame. A context manager; ``close()`` is idempotent.
     """
 
     def __init__(self, name: str, *, provider: str = "auto", threads: int = 0,
-                 graph_dir: Path = GRAPH_DIR) -> None:
+                 graph_dir: Path = GRAPH_DIR, copy_inputs: bool | None = None) -> None:
         import onnxruntime as ort
 
         manifest = load_manifest(graph_dir)
@@ -122,8 +134,16 @@ class OnnxGraph:
         self._check_io()
         self._binding = self._session.io_binding()
         self._device = "cuda" if self.provider == "CUDAExecutionProvider" else "cpu"
+        # Inputs go through device buffers on a GPU; ``copy_inputs=True`` takes that path on the
+        # CPU too (tests use it to check it on machines without a GPU).
+        self._copy_inputs = self._device != "cpu" if copy_inputs is None else bool(copy_inputs)
+        self._ort = ort
         self._outputs: dict[str, np.ndarray] = {}
         self._bound_inputs: set[str] = set()
+        # name -> (host array, device OrtValue); the changing ones are copied before every run
+        self._staged: dict[str, tuple[np.ndarray, object]] = {}
+        self._constant: set[str] = set()
+        self._per_run: list[tuple[np.ndarray, object]] = []
         for spec in self.outputs:
             buf = np.zeros(spec.shape, dtype=_DTYPES[spec.dtype])
             self._outputs[spec.name] = buf
@@ -178,11 +198,13 @@ class OnnxGraph:
                 return s
         raise GraphError(f"{self.name} graph has no tensor {name!r}")
 
-    def bind_input(self, name: str, array: np.ndarray) -> None:
+    def bind_input(self, name: str, array: np.ndarray, *, constant: bool = False) -> None:
         """Bind ``array`` (C-contiguous, the manifest's shape and dtype) to input ``name``.
 
         The array is read at every :meth:`run`: update it in place (``array[...] = x``) between
         runs. Bind once; rebinding is only needed when a different array takes its place.
+        ``constant``: the array changes rarely (a portrait's tensors); on a GPU it is copied to
+        the device only here and at :meth:`refresh_input`, not before every run.
         """
         spec = self.spec(name)
         if array.shape != spec.shape or array.dtype != _DTYPES[spec.dtype]:
@@ -190,8 +212,26 @@ class OnnxGraph:
                 f"{self.name} graph: input {name!r} expects {spec.shape} {spec.dtype}, got {array.shape} {array.dtype}")
         if not array.flags.c_contiguous:
             raise GraphError(f"{self.name} graph: input {name!r} must be C-contiguous")
-        self._binding.bind_input(name, "cpu", 0, array.dtype, array.shape, array.ctypes.data)
+        if self._copy_inputs:
+            device = self._ort.OrtValue.ortvalue_from_shape_and_type(array.shape, array.dtype, self._device, 0)
+            device.update_inplace(array)
+            self._binding.bind_ortvalue_input(name, device)
+            self._staged[name] = (array, device)
+            if constant:
+                self._constant.add(name)
+            else:
+                self._constant.discard(name)
+            self._per_run = [staged for n, staged in self._staged.items() if n not in self._constant]
+        else:
+            self._binding.bind_input(name, "cpu", 0, array.dtype, array.shape, array.ctypes.data)
         self._bound_inputs.add(name)
+
+    def refresh_input(self, name: str) -> None:
+        """The array bound to ``name`` as ``constant`` changed: copy it to the device (a no-op
+        where the session reads the array itself)."""
+        if name in self._staged:
+            array, device = self._staged[name]
+            device.update_inplace(array)
 
     def output(self, name: str) -> np.ndarray:
         """The preallocated array that output ``name`` is written into at every :meth:`run`."""
@@ -202,6 +242,8 @@ class OnnxGraph:
         if len(self._bound_inputs) != len(self.inputs):
             missing = sorted({s.name for s in self.inputs} - self._bound_inputs)
             raise GraphError(f"{self.name} graph: inputs not bound: {missing}")
+        for array, device in self._per_run:
+            device.update_inplace(array)
         self._session.run_with_iobinding(self._binding)
         if self._device != "cpu":
             self._binding.synchronize_outputs()
@@ -213,6 +255,8 @@ class OnnxGraph:
         self._closed = True
         self._binding = None
         self._session = None
+        self._staged.clear()
+        self._per_run = []
 
     def __enter__(self) -> OnnxGraph:
         return self

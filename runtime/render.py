@@ -42,19 +42,22 @@ class RenderStage:
     The avatar tensors are copied once into buffers bound to the graph; :meth:`set_avatar`
     swaps a new portrait in between frames without reallocating. :meth:`render` writes the
     frame into one preallocated ``(512, 512, 3) uint8`` array and returns it.
-    ``threads``: intra-op threads on the CPU, 0 for :data:`DEFAULT_THREADS`.
+    ``threads``: intra-op threads on the CPU, 0 for :data:`DEFAULT_THREADS`; ``provider`` and
+    ``copy_inputs`` as :class:`runtime.graph.OnnxGraph` (on a GPU the portrait's tensors are
+    copied to the device when they change, the motion vector before every frame).
     A context manager; :meth:`close` is idempotent.
     """
 
     def __init__(self, avatar: AvatarTensors, *, provider: str = "auto", threads: int = 0,
-                 graph_dir=GRAPH_DIR) -> None:
-        self._graph = OnnxGraph("render", provider=provider, threads=threads or DEFAULT_THREADS, graph_dir=graph_dir)
+                 graph_dir=GRAPH_DIR, copy_inputs: bool | None = None) -> None:
+        self._graph = OnnxGraph("render", provider=provider, threads=threads or DEFAULT_THREADS, graph_dir=graph_dir,
+                                copy_inputs=copy_inputs)
         self._buffers: dict[str, np.ndarray] = {}
         for name in AVATAR_INPUTS:
             spec = self._graph.spec(name)
             buf = np.zeros(spec.shape, np.float32)
             self._buffers[name] = buf
-            self._graph.bind_input(name, buf)
+            self._graph.bind_input(name, buf, constant=True)
         self._motion = np.zeros((1, N_MOTION), np.float32)
         self._graph.bind_input("motion", self._motion)
         self._patch = self._graph.output("patch")
@@ -81,6 +84,7 @@ class RenderStage:
                 raise GraphError(f"render graph: avatar {name} is {src.shape}, the graph expects {dst.shape}; "
                                  "the avatar was made for another graph version (clear the cache)")
             np.copyto(dst, src, casting="same_kind")
+            self._graph.refresh_input(name)
         if avatar.still.shape != self._frame.shape:
             raise GraphError(f"render graph: avatar still frame is {avatar.still.shape}, expected {self._frame.shape}")
         np.copyto(self._frame, avatar.still)

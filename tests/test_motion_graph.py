@@ -248,6 +248,17 @@ def test_deterministic(speech):
     assert not np.array_equal(runs[0], runs[2])
 
 
+def test_device_buffers_hear_every_frame(speech):
+    """The path a GPU takes (inputs copied into the session's own buffers before each step)
+    gives the same motion as the CPU's, frame by frame: the mouth follows the speech."""
+    runs = []
+    for copy_inputs in (False, True):
+        with MotionStage(fps=FPS, seed=7, provider="cpu", threads=1, copy_inputs=copy_inputs) as st:
+            runs.append(drive(st, speech[: 16000 * 3]))
+    np.testing.assert_array_equal(runs[0], runs[1])
+    assert runs[1][:, INDEX["jawOpen"]].max() > 0.3
+
+
 def test_step_allocates_nothing(stage, speech):
     stage.reset(0)
     win = stage.mel_buffer

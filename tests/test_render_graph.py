@@ -224,3 +224,42 @@ def test_render_allocates_nothing_per_frame(avatars, stage_factory):
     tracemalloc.stop()
     grown = sum(d.size_diff for d in after.compare_to(before, "filename") if d.size_diff > 0)
     assert grown < 16 * 1024, f"{grown} bytes allocated over 100 frames"
+
+
+def test_device_buffers_follow_every_change(avatars):
+    """On a GPU each input goes through a buffer of the session's own (onnxruntime copies a
+    host input when it is bound, so later changes would never reach the graph: a black frame).
+    ``copy_inputs=True`` takes that path on the CPU: frames equal the plain path's, follow the
+    motion frame by frame, and follow a portrait swapped in."""
+    from runtime.render import RenderStage
+
+    moves = [motion(jawOpen=0.5), motion(jawOpen=0.1, headYaw=5.0), motion(eyeBlinkLeft=1.0, eyeBlinkRight=1.0)]
+    with RenderStage(avatars["painting"], provider="cpu") as plain, \
+            RenderStage(avatars["painting"], provider="cpu", copy_inputs=True) as staged:
+        for m in moves:
+            assert np.array_equal(staged.render(m), plain.render(m))
+        plain.set_avatar(avatars["beard_bw"])
+        staged.set_avatar(avatars["beard_bw"])
+        for m in moves:
+            assert np.array_equal(staged.render(m), plain.render(m))
+        assert staged.frame.mean() > 20  # a face, not a black window
+
+
+def test_device_buffers_allocate_nothing_per_frame(avatars):
+    import tracemalloc
+
+    from runtime.render import RenderStage
+
+    with RenderStage(avatars["painting"], provider="cpu", copy_inputs=True) as stage:
+        m = motion(jawOpen=0.3)
+        for _ in range(5):
+            stage.render(m)
+        tracemalloc.start()
+        before = tracemalloc.take_snapshot()
+        for i in range(100):
+            m[INDEX["jawOpen"]] = (i % 10) / 10
+            stage.render(m)
+        after = tracemalloc.take_snapshot()
+        tracemalloc.stop()
+    grown = sum(d.size_diff for d in after.compare_to(before, "filename") if d.size_diff > 0)
+    assert grown < 16 * 1024, f"{grown} bytes allocated over 100 frames"
