@@ -149,3 +149,32 @@ def test_no_speech_is_one_clear_error(eval_dir, tmp_path, fake_render):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="no speech"):
         bench_expressions.run([Path("face.png")], tmp_path / "empty", eval_dir)
+
+
+def test_lipsync_offline_scores_the_motion_graphs_jaw_with_the_tools_own_functions(tmp_path, media):
+    """``--offline``: no rendering; the motion graph's jawOpen track (one value per frame) goes
+    to the measuring tools' own reference and best-lag functions. The stand-in ``lipsync``
+    module reports what it was given: the track's peak as r_open and its length as lag_ms."""
+    d = tmp_path / "eval"
+    d.mkdir()
+    (d / "setup.sh").write_text(f"echo {sys.executable}\n")
+    (d / "lipsync.py").write_text(textwrap.dedent("""
+        import numpy as np
+        def load_audio16k(path):
+            return np.zeros(16000, np.float32)
+        def align(audio, text):
+            return [("SIL", 0.0, 0.2), ("M", 0.2, 0.3), ("AA", 0.3, 0.6), ("SIL", 0.6, 1.0)]
+        def reference_from_phones(phones, times):
+            return np.ones_like(times)
+        def reference_from_energy(audio, times):
+            return np.ones_like(times)
+        def best_lag(x, y, fps, max_ms=200):
+            assert len(x) == len(y)
+            return float(np.max(x)), float(len(x))
+    """))
+    rows = bench_lipsync.run_offline(media, d, fps=25, languages={})
+    assert [(r["clip"], r["photo"]) for r in rows] == [("en_a", "(jawOpen)"), ("en_jfk", "(jawOpen)")]
+    for r in rows:
+        assert r["reference"] == "phones" and r["lag_ms"] == 25.0  # 1 s at 25 fps: 25 frames scored
+        assert 0.0 <= r["r_open"] <= 1.0 and r["closure"] in (0.0, 1.0)
+    assert bench_lipsync.table(rows).splitlines()[-1].startswith("| **median, transcripts** |")

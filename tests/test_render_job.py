@@ -66,6 +66,19 @@ def test_frame_count_and_motion_csv(tmp_path, short_speech):
     assert rows[:, 1].max() > 0.3, "speech should open the jaw"
 
 
+def test_motion_track_is_the_renders_motion(tmp_path, short_speech):
+    """``motion_track`` (the lip-sync bench's offline mode) steps the motion graph exactly as a
+    render does: the same rows as the render's motion CSV (neutral emotion, same seed)."""
+    from vcam.render_job import motion_track
+
+    status, _, csv_path = _render(tmp_path, short_speech, "--seed", "4", "--emotion", "neutral")
+    assert status == 0
+    _, rows = _rows(csv_path)
+    track = motion_track(load_audio(short_speech), fps=25, seed=4)
+    assert track.shape == (rows.shape[0], len(MOTION))
+    np.testing.assert_allclose(track, rows[:, 1:], rtol=1e-4, atol=1e-4)
+
+
 def test_same_seed_same_motion_other_seed_other_motion(tmp_path, short_speech):
     _, _, a = _render(tmp_path, short_speech, "--seed", "3", name="a")
     _, _, b = _render(tmp_path, short_speech, "--seed", "3", name="b")

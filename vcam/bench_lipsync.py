@@ -108,6 +108,63 @@ def _speak(lang: str, text: str, wav: Path) -> str | None:
     return None if r.returncode == 0 and wav.is_file() else f"espeak-ng -v {lang} failed: {r.stderr.strip()}"
 
 
+#: Run with the measuring tools' Python: scores a mouth-opening track (``.npy``, one value per
+#: video frame) against the speech exactly as ``lipsync.py`` scores a video's lip gap.
+_SCORE_TRACK = r"""
+import json, sys
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+import lipsync as ls
+gap = np.load(sys.argv[2]).astype(np.float32)
+fps = float(sys.argv[3])
+a = ls.load_audio16k(sys.argv[4])
+text = open(sys.argv[5]).read().strip() if len(sys.argv) > 5 else None
+times = (np.arange(len(gap)) + 0.5) / fps
+phones = ls.align(a, text) if text else None
+ref = ls.reference_from_phones(phones, times) if phones else ls.reference_from_energy(a, times)
+r, lag = ls.best_lag(gap, ref, fps)
+out = {"reference": "phones" if phones else "energy", "r_open": round(r, 3), "lag_ms": round(lag, 1)}
+if phones:
+    p95 = float(np.percentile(gap, 95))
+    hits = [float(gap[(times >= s - 0.04) & (times <= e + 0.04)].min()) < 0.25 * p95
+            for n, s, e in phones if n in ("P", "B", "M") and e - s >= 0.05]
+    out["closure"] = round(sum(hits) / len(hits), 3) if hits else None
+print(json.dumps(out))
+"""
+
+
+def run_offline(media_dir: Path, eval_dir: Path, *, fps: int = 25, graph_dir: Path | None = None,
+                languages: dict[str, str] | None = None) -> list[dict]:
+    """Score the motion graph's ``jawOpen`` itself, without rendering, on the clips of :func:`run`:
+    seconds instead of minutes, for comparing lip models (export one with ``export_motion
+    --out-dir``, pass it as ``graph_dir``). The rendered lip gap follows jawOpen closely, but
+    the face tracker's view of it costs r_open about 0.03 (``vcam bench --lipsync``)."""
+    import numpy as np
+
+    from runtime.channels import INDEX
+    from vcam.audio_file import load_audio
+    from vcam.render_job import motion_track
+
+    py = eval_python(eval_dir)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        jobs = [(wav.stem, wav, txt) for wav, txt in clips(media_dir)]
+        for lang, text in (LANGUAGES if languages is None else languages).items():
+            wav = Path(tmp) / f"espeak_{lang}.wav"
+            err = _speak(lang, text, wav)
+            if err:
+                rows.append({"clip": wav.stem, "photo": "-", "error": err})
+                continue
+            jobs.append((wav.stem, wav, None))
+        for clip, wav, txt in jobs:
+            track = Path(tmp) / f"{clip}.npy"
+            np.save(track, motion_track(load_audio(wav), fps=fps, graph_dir=graph_dir)[:, INDEX["jawOpen"]])
+            rows.append({"clip": clip, "photo": "(jawOpen)",
+                         **run_json([py, "-c", _SCORE_TRACK, str(eval_dir), str(track), str(fps), str(wav)]
+                                    + ([str(txt)] if txt else []))})
+    return rows
+
+
 def table(rows: list[dict]) -> str:
     """Markdown: one row per video, then the medians of the phone- and loudness-referenced rows."""
     head = "| speech | portrait | " + " | ".join(METRICS) + " |"

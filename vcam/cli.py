@@ -122,6 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="print results as JSON")
     bench.add_argument("--lipsync", action="store_true",
                        help="instead: render every speech clip of --media on the portraits and score lip sync")
+    bench.add_argument("--offline", action="store_true",
+                       help="with --lipsync: score the motion graph's jawOpen without rendering (seconds, not "
+                            "minutes; for comparing lip models)")
+    bench.add_argument("--graph-dir", type=Path, metavar="DIR",
+                       help="with --lipsync --offline: the exported graphs to score (default: the installed onnx/)")
     bench.add_argument("--expressions", action="store_true",
                        help="instead: render each emotion, silence and the --media speech on the portraits and "
                             "score emotions and liveness")
@@ -226,8 +231,11 @@ def _bench(args: argparse.Namespace) -> int:
     if args.lipsync:
         from vcam import assets, bench_lipsync
 
-        photos = [args.photo] if args.photo else [assets.SAMPLE_PHOTO, *assets.EXTRA_PHOTOS]
-        rows = bench_lipsync.run(photos, args.media, args.eval_dir, provider=args.provider or "cpu")
+        if args.offline:
+            rows = bench_lipsync.run_offline(args.media, args.eval_dir, graph_dir=args.graph_dir)
+        else:
+            photos = [args.photo] if args.photo else [assets.SAMPLE_PHOTO, *assets.EXTRA_PHOTOS]
+            rows = bench_lipsync.run(photos, args.media, args.eval_dir, provider=args.provider or "cpu")
         sys.stdout.write((json.dumps(rows, indent=2) if args.json else bench_lipsync.table(rows)) + "\n")
         return EXIT_OK
     if args.expressions:

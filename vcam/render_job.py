@@ -24,6 +24,48 @@ def motion_csv_header() -> str:
     return ",".join(("time_s",) + MOTION)
 
 
+class FileWindows:
+    """A whole file's log-mel frames, cut into the windows the live stream would give.
+
+    ``mel``: ``(T, n_mels) float32`` (``runtime.features.log_mel``); ``width``: frames per
+    window. Rows before the start and past the end read as silence (the features' floor).
+    """
+
+    def __init__(self, mel: np.ndarray, width: int) -> None:
+        from runtime.features import FLOOR
+
+        self._width = width
+        self._padded = np.full((width + mel.shape[0] + width, mel.shape[1]), FLOOR, np.float32)
+        self._padded[width:width + mel.shape[0]] = mel  # mel frame k is row k + width
+        self._last_start = self._padded.shape[0] - width
+
+    def fill(self, end_frame: int, out: np.ndarray) -> np.ndarray:
+        """Write the window ending at mel frame ``end_frame`` into ``out`` ``(n_mels, width)``."""
+        start = min(max(end_frame + 1, 0), self._last_start)
+        out[...] = self._padded[start:start + self._width].T
+        return out
+
+
+def motion_track(pcm16: np.ndarray, *, fps: int, seed: int = 0, provider: str = "cpu", graph_dir=None) -> np.ndarray:
+    """The motion graph alone over speech ``(n,) float32`` at 16 kHz, neutral emotion, stepped as
+    :func:`render_file` steps it: ``(ceil(duration * fps), N_MOTION) float32``, one row per frame."""
+    from runtime.channels import N_BLENDSHAPES, N_MOTION
+    from runtime.features import log_mel
+    from runtime.graph import GRAPH_DIR
+    from runtime.motion import MotionStage
+
+    n_frames = max(1, math.ceil(pcm16.shape[0] / 16000.0 * fps - 1e-9))
+    out = np.zeros((n_frames, N_MOTION), np.float32)
+    neutral = np.zeros(N_BLENDSHAPES, np.float32)
+    with MotionStage(fps=fps, seed=seed, provider=provider, graph_dir=graph_dir or GRAPH_DIR) as stage:
+        window = stage.mel_buffer
+        windows = FileWindows(log_mel(pcm16), window.shape[1])
+        for i in range(n_frames):
+            windows.fill(stage.frame_window_end((i + 0.5) / fps), window)
+            out[i] = stage.step(window, neutral, 1.0 / fps)
+    return out
+
+
 def render_file(photo, audio, out, *, settings, emotion: str, intensity: float, fps: int, seed: int,
                 motion_csv=None, provider: str = "auto", progress=None, timer: StageTimer | None = None) -> int:
     """Render ``photo`` speaking ``audio`` into the MP4 ``out``; returns the frame count.
@@ -35,7 +77,7 @@ def render_file(photo, audio, out, *, settings, emotion: str, intensity: float, 
     import time
 
     from runtime.emotion import EmotionMixer, load_emotion_presets
-    from runtime.features import FLOOR, log_mel
+    from runtime.features import log_mel
     from runtime.motion import MotionStage
     from runtime.render import RenderStage
     from vcam.audio_file import load_audio
@@ -68,19 +110,14 @@ def render_file(photo, audio, out, *, settings, emotion: str, intensity: float, 
             ThreadedSink(Mp4Sink(out, fps=fps, audio=pcm48, audio_rate=48000, crf=settings.render.crf,
                                  preset=settings.render.preset)) as sink:
         window = motion_stage.mel_buffer  # (n_mels, W) float32, bound to the graph
-        n_mels, width = window.shape
-        # mel frame k is row k + width; rows before the start and past the end read as silence
-        padded = np.full((width + mel.shape[0] + width, n_mels), FLOOR, np.float32)
-        padded[width:width + mel.shape[0]] = mel
-        last_start = padded.shape[0] - width
+        windows = FileWindows(mel, window.shape[1])
         if progress is not None:
             progress.update(0, n_frames)
         dt = 1.0 / fps
         for i in range(n_frames):
             t_s = (i + 0.5) * dt  # the middle of the frame's display interval
             t0 = time.perf_counter_ns()
-            start = min(max(motion_stage.frame_window_end(t_s) + 1, 0), last_start)
-            window[...] = padded[start:start + width].T
+            windows.fill(motion_stage.frame_window_end(t_s), window)
             motion = motion_stage.step(window, mixer.advance(dt), dt)
             t1 = time.perf_counter_ns()
             frame = render_stage.render(motion)
