@@ -36,7 +36,7 @@ from runtime.features import HOP, SAMPLE_RATE, log_mel
 from vcam.graphs.motion_model import VISEMES
 
 CACHE_DIR = Path(os.environ.get("VCAM_CACHE", Path.home() / ".cache" / "vcam")) / "lipdata"
-DATA_VERSION = 7
+DATA_VERSION = 9
 
 # --------------------------------------------------------------------------------------
 # Text
@@ -263,10 +263,10 @@ def viseme_of(ph: str) -> int:
 
 
 #: Flite's US English phones (CMU set, lower case) -> viseme names. Rounded vowels and W go
-#: to U (close) or O (open); open unrounded vowels (and the diphthongs that start open) to A;
+#: to U (close) or O (open); open unrounded vowels and the diphthongs that start open (AY, AW) to A;
 #: mid vowels and schwa to E; close front vowels and Y to I; other consonants to C.
 _FLITE_VISEME = {"pau": "sil", "h#": "sil", "brth": "sil", "p": "PBM", "b": "PBM", "m": "PBM", "f": "FV", "v": "FV",
-                 "w": "U", "uw": "U", "uh": "U", "ow": "O", "oy": "O", "ao": "O", "aw": "O",
+                 "w": "U", "uw": "U", "uh": "U", "ow": "O", "oy": "O", "ao": "O", "aw": "A",
                  "aa": "A", "ae": "A", "ah": "A", "ay": "A", "eh": "E", "er": "E", "ey": "E", "ax": "E",
                  "axr": "E", "ih": "I", "iy": "I", "y": "I"}
 
@@ -641,8 +641,10 @@ def _shard_worker(args):
 
 
 #: Kokoro-82M utterances in the training data (each in two augmentations) and their shards. Kokoro
-#: is the slow part of making the data: about 1.5 s per utterance on 2 cores.
-KOKORO_UTTERANCES, KOKORO_SHARDS, KOKORO_VERSION = 384, 8, 1
+#: is the slow part of making the data: about 1.9 s per utterance on 2 cores. 480 of them with
+#: 3000 espeak-ng/Flite utterances (instead of 384 with 5000) keep the whole training under 30
+#: minutes on 2 cores; 576 scored a little better but took 30.5.
+KOKORO_UTTERANCES, KOKORO_SHARDS, KOKORO_VERSION = 480, 10, 1
 
 
 def _build_kind(kind: str, stamp: dict, out_dir: Path, n_utts: int, shards: int, jobs: int, seed: int,
@@ -655,20 +657,19 @@ def _build_kind(kind: str, stamp: dict, out_dir: Path, n_utts: int, shards: int,
     stamp_path.unlink(missing_ok=True)
     per = [n_utts // shards + (1 if i < n_utts % shards else 0) for i in range(shards)]
     work = [(i, per[i], out_dir, seed, kind) for i in range(shards)]
-    if jobs > 1:
-        import multiprocessing as mp
+    # Every shard in a fresh process: libespeak-ng keeps state between utterances that outlives
+    # re-initialising it, so a shard made after another in the same process came out different
+    # (whichever worker happened to take it), and the weights did not always reproduce.
+    import multiprocessing as mp
 
-        with mp.get_context("spawn").Pool(jobs) as pool:
-            for p in pool.imap_unordered(_shard_worker, work):
-                print(f"  {p.name}", file=sys.stderr, flush=True)
-    else:
-        for w in work:
-            print(f"  {_shard_worker(w).name}", file=sys.stderr, flush=True)
+    with mp.get_context("spawn").Pool(max(1, jobs), maxtasksperchild=1) as pool:
+        for p in pool.imap_unordered(_shard_worker, work):
+            print(f"  {p.name}", file=sys.stderr, flush=True)
     stamp_path.write_text(json.dumps(stamp))
     return paths
 
 
-def build(out_dir: Path = CACHE_DIR, n_utts: int = 5000, shards: int = 8, jobs: int = 2, seed: int = 1234,
+def build(out_dir: Path = CACHE_DIR, n_utts: int = 3000, shards: int = 8, jobs: int = 2, seed: int = 1234,
           force: bool = False, kokoro_utts: int = KOKORO_UTTERANCES,
           kokoro_shards: int = KOKORO_SHARDS) -> tuple[list[Path], list[Path]]:
     """Make (or reuse, when the settings match) the espeak-ng + Flite shards and the Kokoro shards;
@@ -698,7 +699,7 @@ def load(paths: list[Path]):
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=CACHE_DIR)
-    ap.add_argument("--utterances", type=int, default=5000)
+    ap.add_argument("--utterances", type=int, default=3000)
     ap.add_argument("--shards", type=int, default=8)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1234)

@@ -114,7 +114,7 @@ def evaluate(net: LipNet, x: np.ndarray, y: np.ndarray, span: int = 4096) -> tup
     return float(np.trace(conf) / max(conf.sum(), 1)), conf
 
 
-def train(epochs: int = 14, n_utts: int = 5000, seed: int = 7, batch: int = 48, out: Path = WEIGHTS,
+def train(epochs: int = 14, n_utts: int = 3000, seed: int = 7, batch: int = 48, out: Path = WEIGHTS,
           threads: int = 2, log=print, kokoro_utts: int = lipdata.KOKORO_UTTERANCES) -> Path:
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -171,7 +171,7 @@ def train(epochs: int = 14, n_utts: int = 5000, seed: int = 7, batch: int = 48, 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=14)
-    ap.add_argument("--utterances", type=int, default=5000)
+    ap.add_argument("--utterances", type=int, default=3000)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--kokoro", type=int, default=lipdata.KOKORO_UTTERANCES,
                     help="Kokoro-82M utterances in the data (0: none)")
