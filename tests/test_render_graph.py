@@ -209,10 +209,13 @@ def test_render_stage_swaps_avatar_in_place(avatars, stage_factory):
 
 
 def test_render_allocates_nothing_per_frame(avatars, stage_factory):
+    grown = _bytes_grown_over_100_frames(stage_factory(avatars["painting"]), motion(jawOpen=0.3, headYaw=4.0))
+    assert grown < 16 * 1024, f"{grown} bytes allocated over 100 frames"
+
+
+def _bytes_grown_over_100_frames(stage, m) -> int:
     import tracemalloc
 
-    stage = stage_factory(avatars["painting"])
-    m = motion(jawOpen=0.3, headYaw=4.0)
     for _ in range(5):
         stage.render(m)
     tracemalloc.start()
@@ -222,8 +225,7 @@ def test_render_allocates_nothing_per_frame(avatars, stage_factory):
         stage.render(m)
     after = tracemalloc.take_snapshot()
     tracemalloc.stop()
-    grown = sum(d.size_diff for d in after.compare_to(before, "filename") if d.size_diff > 0)
-    assert grown < 16 * 1024, f"{grown} bytes allocated over 100 frames"
+    return sum(d.size_diff for d in after.compare_to(before, "filename") if d.size_diff > 0)
 
 
 def test_device_buffers_follow_every_change(avatars):
@@ -246,20 +248,8 @@ def test_device_buffers_follow_every_change(avatars):
 
 
 def test_device_buffers_allocate_nothing_per_frame(avatars):
-    import tracemalloc
-
     from runtime.render import RenderStage
 
     with RenderStage(avatars["painting"], provider="cpu", copy_inputs=True) as stage:
-        m = motion(jawOpen=0.3)
-        for _ in range(5):
-            stage.render(m)
-        tracemalloc.start()
-        before = tracemalloc.take_snapshot()
-        for i in range(100):
-            m[INDEX["jawOpen"]] = (i % 10) / 10
-            stage.render(m)
-        after = tracemalloc.take_snapshot()
-        tracemalloc.stop()
-    grown = sum(d.size_diff for d in after.compare_to(before, "filename") if d.size_diff > 0)
+        grown = _bytes_grown_over_100_frames(stage, motion(jawOpen=0.3))
     assert grown < 16 * 1024, f"{grown} bytes allocated over 100 frames"

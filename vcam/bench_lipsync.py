@@ -50,6 +50,21 @@ def clips(media_dir: Path) -> list[tuple[Path, Path]]:
     return sorted((w, w.with_suffix(".txt")) for w in media_dir.glob("*.wav") if w.with_suffix(".txt").is_file())
 
 
+def _speech_jobs(media_dir: Path, languages: dict[str, str] | None, tmp: Path,
+                 rows: list[dict]) -> list[tuple[str, Path, Path | None]]:
+    """``(clip, wav, transcript or None)`` for every clip of ``media_dir``, then the
+    other-language speech spoken into ``tmp`` (a failure to speak is added to ``rows``)."""
+    jobs: list[tuple[str, Path, Path | None]] = [(wav.stem, wav, txt) for wav, txt in clips(media_dir)]
+    for lang, text in (LANGUAGES if languages is None else languages).items():
+        wav = tmp / f"espeak_{lang}.wav"
+        err = _speak(lang, text, wav)
+        if err:
+            rows.append({"clip": wav.stem, "photo": "-", "error": err})
+            continue
+        jobs.append((wav.stem, wav, None))
+    return jobs
+
+
 def run(photos: list[Path], media_dir: Path, eval_dir: Path, *, provider: str = "cpu",
         languages: dict[str, str] | None = None) -> list[dict]:
     """Render and score every (clip, portrait); returns one dict of metrics per video.
@@ -60,14 +75,7 @@ def run(photos: list[Path], media_dir: Path, eval_dir: Path, *, provider: str = 
     py = eval_python(eval_dir)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        jobs = [(wav.stem, wav, txt) for wav, txt in clips(media_dir)]
-        for lang, text in (LANGUAGES if languages is None else languages).items():
-            wav = Path(tmp) / f"espeak_{lang}.wav"
-            err = _speak(lang, text, wav)
-            if err:
-                rows.append({"clip": wav.stem, "photo": "-", "error": err})
-                continue
-            jobs.append((wav.stem, wav, None))
+        jobs = _speech_jobs(media_dir, languages, Path(tmp), rows)
         for clip, wav, txt in jobs:
             for photo in photos:
                 out = Path(tmp) / f"{clip}-{photo.stem}.mp4"
@@ -148,14 +156,7 @@ def run_offline(media_dir: Path, eval_dir: Path, *, fps: int = 25, graph_dir: Pa
     py = eval_python(eval_dir)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        jobs = [(wav.stem, wav, txt) for wav, txt in clips(media_dir)]
-        for lang, text in (LANGUAGES if languages is None else languages).items():
-            wav = Path(tmp) / f"espeak_{lang}.wav"
-            err = _speak(lang, text, wav)
-            if err:
-                rows.append({"clip": wav.stem, "photo": "-", "error": err})
-                continue
-            jobs.append((wav.stem, wav, None))
+        jobs = _speech_jobs(media_dir, languages, Path(tmp), rows)
         for clip, wav, txt in jobs:
             track = Path(tmp) / f"{clip}.npy"
             np.save(track, motion_track(load_audio(wav), fps=fps, graph_dir=graph_dir)[:, INDEX["jawOpen"]])
