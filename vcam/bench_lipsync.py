@@ -134,8 +134,9 @@ r, lag = ls.best_lag(gap, ref, fps)
 out = {"reference": "phones" if phones else "energy", "r_open": round(r, 3), "lag_ms": round(lag, 1)}
 if phones:
     p95 = float(np.percentile(gap, 95))
-    hits = [float(gap[(times >= s - 0.04) & (times <= e + 0.04)].min()) < 0.25 * p95
-            for n, s, e in phones if n in ("P", "B", "M") and e - s >= 0.05]
+    near = [gap[(times >= s - 0.04) & (times <= e + 0.04)] for n, s, e in phones
+            if n in ("P", "B", "M") and e - s >= 0.05]
+    hits = [float(g.min()) < 0.25 * p95 for g in near if len(g)]
     out["closure"] = round(sum(hits) / len(hits), 3) if hits else None
 print(json.dumps(out))
 """
@@ -145,7 +146,7 @@ def run_offline(media_dir: Path, eval_dir: Path, *, fps: int = 25, graph_dir: Pa
                 languages: dict[str, str] | None = None) -> list[dict]:
     """Score the motion graph's ``jawOpen`` itself, without rendering, on the clips of :func:`run`:
     seconds instead of minutes, for comparing lip models (export one with ``export_motion
-    --out-dir``, pass it as ``graph_dir``). The rendered lip gap follows jawOpen closely, but
+    --out DIR``, pass DIR as ``graph_dir``). The rendered lip gap follows jawOpen closely, but
     the face tracker's view of it costs r_open about 0.03 (``vcam bench --lipsync``)."""
     import numpy as np
 
