@@ -140,9 +140,8 @@ class OnnxGraph:
         self._ort = ort
         self._outputs: dict[str, np.ndarray] = {}
         self._bound_inputs: set[str] = set()
-        # name -> (host array, device OrtValue); the changing ones are copied before every run
-        self._staged: dict[str, tuple[np.ndarray, object]] = {}
-        self._constant: set[str] = set()
+        # name -> (host array, device OrtValue, constant); the others are copied before every run
+        self._staged: dict[str, tuple[np.ndarray, object, bool]] = {}
         self._per_run: list[tuple[np.ndarray, object]] = []
         for spec in self.outputs:
             buf = np.zeros(spec.shape, dtype=_DTYPES[spec.dtype])
@@ -216,12 +215,8 @@ class OnnxGraph:
             device = self._ort.OrtValue.ortvalue_from_shape_and_type(array.shape, array.dtype, self._device, 0)
             device.update_inplace(array)
             self._binding.bind_ortvalue_input(name, device)
-            self._staged[name] = (array, device)
-            if constant:
-                self._constant.add(name)
-            else:
-                self._constant.discard(name)
-            self._per_run = [staged for n, staged in self._staged.items() if n not in self._constant]
+            self._staged[name] = (array, device, constant)
+            self._per_run = [(a, d) for a, d, const in self._staged.values() if not const]
         else:
             self._binding.bind_input(name, "cpu", 0, array.dtype, array.shape, array.ctypes.data)
         self._bound_inputs.add(name)
@@ -230,7 +225,7 @@ class OnnxGraph:
         """The array bound to ``name`` as ``constant`` changed: copy it to the device (a no-op
         where the session reads the array itself)."""
         if name in self._staged:
-            array, device = self._staged[name]
+            array, device, _ = self._staged[name]
             device.update_inplace(array)
 
     def output(self, name: str) -> np.ndarray:

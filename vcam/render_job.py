@@ -24,6 +24,11 @@ def motion_csv_header() -> str:
     return ",".join(("time_s",) + MOTION)
 
 
+def frame_count(pcm16: np.ndarray, fps: int) -> int:
+    """Video frames for speech ``(n,) float32`` at 16 kHz: ``ceil(duration * fps)``, at least 1."""
+    return max(1, math.ceil(pcm16.shape[0] / 16000.0 * fps - 1e-9))
+
+
 class FileWindows:
     """A whole file's log-mel frames, cut into the windows the live stream would give.
 
@@ -54,7 +59,7 @@ def motion_track(pcm16: np.ndarray, *, fps: int, seed: int = 0, provider: str = 
     from runtime.graph import GRAPH_DIR
     from runtime.motion import MotionStage
 
-    n_frames = max(1, math.ceil(pcm16.shape[0] / 16000.0 * fps - 1e-9))
+    n_frames = frame_count(pcm16, fps)
     out = np.zeros((n_frames, N_MOTION), np.float32)
     neutral = np.zeros(N_BLENDSHAPES, np.float32)
     with MotionStage(fps=fps, seed=seed, provider=provider, graph_dir=graph_dir or GRAPH_DIR) as stage:
@@ -96,8 +101,7 @@ def render_file(photo, audio, out, *, settings, emotion: str, intensity: float, 
     t0 = time.perf_counter_ns()
     mel = log_mel(pcm16)  # (T, n_mels) float32, causal: identical to the live stream
     timer.add("features", time.perf_counter_ns() - t0)
-    duration_s = pcm16.shape[0] / 16000.0
-    n_frames = max(1, math.ceil(duration_s * fps - 1e-9))
+    n_frames = frame_count(pcm16, fps)
 
     mixer = EmotionMixer(load_emotion_presets(), fade_s=settings.emotion.crossfade_ms / 1000.0)
     mixer.set(emotion, intensity)
