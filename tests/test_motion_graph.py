@@ -134,6 +134,40 @@ def test_loud_and_quiet_speech_similar(stage, speech):
         assert np.corrcoef(base[sl], other[sl])[0, 1] > 0.8
 
 
+def test_loudness_gain_spans_35_db_below_the_speech_level():
+    """Lips open ``LOUD_GAIN[0]`` times the viseme's opening 35 dB below the speech level, up to
+    ``LOUD_GAIN[1]`` times at it."""
+    torch = pytest.importorskip("torch")
+    from vcam.graphs import motion_model as mm
+
+    def gain(rel_db: float) -> float:  # every band equal, the frame's power rel_db from the level
+        per_band = (rel_db - 10 * np.log10(F.N_MELS)) / 20
+        return float(mm.MotionGraph.loudness_gain(torch.full((1, F.N_MELS, mm.WINDOW), per_band)))
+
+    lo, hi = mm.LOUD_GAIN
+    assert gain(0.0) == pytest.approx(hi) and gain(6.0) == pytest.approx(hi)
+    assert gain(-mm.LOUD_RANGE_DB / 2) == pytest.approx((lo + hi) / 2, abs=1e-5)
+    assert gain(-mm.LOUD_RANGE_DB) == pytest.approx(lo, abs=1e-5)
+    floor = float(mm.MotionGraph.loudness_gain(torch.full((1, F.N_MELS, mm.WINDOW), F.FLOOR)))
+    assert floor == pytest.approx(lo)
+
+
+def test_quieter_syllables_open_less(stage, speech):
+    """One second of the speech 20 dB quieter than the rest (the level tracker falls slowly, so
+    it stays quiet relative to it): the jaw opens less there, and the same before it."""
+    sr = F.SAMPLE_RATE
+    softer = speech.copy()
+    softer[4 * sr: 5 * sr] *= 0.1
+    stage.reset(1)
+    base = drive(stage, speech)[:, JAW]
+    stage.reset(1)
+    soft = drive(stage, softer)[:, JAW]
+    inside = slice(int(4.1 * FPS), int(5.0 * FPS))
+    assert soft[inside].mean() < 0.93 * base[inside].mean()
+    early = slice(0, int(3.9 * FPS))  # before the 80 ms look-ahead reaches the quiet second
+    assert np.abs(soft[early] - base[early]).max() < 1e-6
+
+
 def test_bilabials_close_fully():
     """espeak-ng "mama papa baba": the jaw shuts on every bilabial."""
     lipdata = pytest.importorskip("vcam.graphs.lipdata")
