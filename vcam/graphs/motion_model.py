@@ -64,6 +64,8 @@ N_MELS = 64
 WINDOW = 32
 LOOKAHEAD_FRAMES = 8
 FRAME_S = 0.01
+#: Index in the window of the frame the video shows: the window's last frame minus the look-ahead.
+SHOWN = WINDOW - 1 - LOOKAHEAD_FRAMES
 STATE_SIZE = 32
 NOISE_SIZE = 16
 
@@ -208,8 +210,8 @@ class MotionGraph(nn.Module):
 
         The features are ``(10 log10 mel_power - level_db) / 20`` per band, so the frame's power
         over all bands relative to the tracked speech level is ``10 log10 sum 10 ** (2 f)``."""
-        c = WINDOW - LOOKAHEAD_FRAMES
-        rel_db = (10.0 / math.log(10.0)) * torch.logsumexp(mel[:, :, c - 1: c] * (2.0 * math.log(10.0)), dim=1)
+        shown = mel[:, :, SHOWN: SHOWN + 1]
+        rel_db = (10.0 / math.log(10.0)) * torch.logsumexp(shown * (2.0 * math.log(10.0)), dim=1)
         loud = torch.clamp((rel_db + LOUD_RANGE_DB) * (1.0 / LOUD_RANGE_DB), 0.0, 1.0)
         return LOUD_GAIN[0] + (LOUD_GAIN[1] - LOUD_GAIN[0]) * loud
 
@@ -236,8 +238,7 @@ class MotionGraph(nn.Module):
         lip_out = lip_out * (1.0 - self.close_only * (1.0 - shut))
 
         # ---- voice envelope (display-time frames of the window)
-        c = WINDOW - LOOKAHEAD_FRAMES
-        energy = torch.mean(mel[:, :, c - 2: c + 1], dim=(1, 2)).unsqueeze(1)
+        energy = torch.mean(mel[:, :, SHOWN - 1: SHOWN + 2], dim=(1, 2)).unsqueeze(1)
         env = torch.clamp((energy + 2.6) * (1.0 / 1.4), 0.0, 1.0)
         voice_before = _col(state, S_VOICE)
         voice = voice_before + _alpha(dt, 0.12) * ((1.0 - _col(p, 0)) - voice_before)
