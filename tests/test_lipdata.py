@@ -66,3 +66,9 @@ def test_shards_do_not_depend_on_which_worker_made_them(tmp_path, flite):
     for a, b in zip(one, two):
         with np.load(a) as x, np.load(b) as y:
             assert all(np.array_equal(x[k], y[k]) for k in ("feats", "labels", "starts")), a.name
+
+
+def test_data_goes_to_vcams_cache_folder(monkeypatch, tmp_path):
+    """The shards live beside vcam's other cached files: ``$VCAM_CACHE_DIR/lipdata`` where it is set."""
+    monkeypatch.setenv("VCAM_CACHE_DIR", str(tmp_path))
+    assert lipdata.cache_dir() == tmp_path / "lipdata"

@@ -12,7 +12,7 @@ band limits) and turned into the runtime's log-mel features (:func:`runtime.feat
 so training sees exactly what the motion graph sees.
 
 Output: shards ``shard_XX.npz`` (espeak-ng and Flite) and ``kokoro_XX.npz`` in the cache
-folder (``~/.cache/vcam/lipdata`` by default, outside git) with ``feats (T, N_MELS) float16``,
+folder (:func:`cache_dir`: ``~/.cache/vcam/lipdata`` by default, ``$VCAM_CACHE_DIR/lipdata`` where that is set; outside git) with ``feats (T, N_MELS) float16``,
 ``labels (T,) int8`` (viseme at the 10 ms slot ``[k, k+1) * 10 ms``) and ``starts (U + 1,)
 int64`` utterance offsets. Everything is deterministic given the seed.
 
@@ -25,7 +25,6 @@ import argparse
 import ctypes
 import ctypes.util
 import json
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +34,15 @@ import numpy as np
 from runtime.features import HOP, SAMPLE_RATE, log_mel
 from vcam.graphs.motion_model import VISEMES
 
-CACHE_DIR = Path(os.environ.get("VCAM_CACHE", Path.home() / ".cache" / "vcam")) / "lipdata"
+
+
+def cache_dir() -> Path:
+    """Where the shards go by default: ``lipdata`` in vcam's cache folder (:func:`vcam.cache.cache_root`:
+    ``$VCAM_CACHE_DIR``, else ``~/.cache/vcam`` on Linux)."""
+    from vcam.cache import cache_root
+
+    return cache_root() / "lipdata"
+
 DATA_VERSION = 9
 
 # --------------------------------------------------------------------------------------
@@ -669,11 +676,12 @@ def _build_kind(kind: str, stamp: dict, out_dir: Path, n_utts: int, shards: int,
     return paths
 
 
-def build(out_dir: Path = CACHE_DIR, n_utts: int = 3000, shards: int = 8, jobs: int = 2, seed: int = 1234,
+def build(out_dir: Path | None = None, n_utts: int = 3000, shards: int = 8, jobs: int = 2, seed: int = 1234,
           force: bool = False, kokoro_utts: int = KOKORO_UTTERANCES,
           kokoro_shards: int = KOKORO_SHARDS) -> tuple[list[Path], list[Path]]:
     """Make (or reuse, when the settings match) the espeak-ng + Flite shards and the Kokoro shards;
-    returns the paths of each."""
+    returns the paths of each. ``out_dir``: default :func:`cache_dir`."""
+    out_dir = cache_dir() if out_dir is None else out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = {"version": DATA_VERSION, "n_utts": n_utts, "shards": shards, "seed": seed, "visemes": list(VISEMES)}
     mixed = _build_kind("shard", stamp, out_dir, n_utts, shards, jobs, seed, force)
@@ -698,7 +706,8 @@ def load(paths: list[Path]):
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=CACHE_DIR)
+    ap.add_argument("--out", type=Path, default=None,
+                    help="folder for the shards (default: lipdata in vcam's cache folder, $VCAM_CACHE_DIR or ~/.cache/vcam)")
     ap.add_argument("--utterances", type=int, default=3000)
     ap.add_argument("--shards", type=int, default=8)
     ap.add_argument("--jobs", type=int, default=2)

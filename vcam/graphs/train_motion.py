@@ -2,7 +2,8 @@
 
     python -m vcam.graphs.train_motion [--epochs N] [--utterances N]
 
-Makes (or reuses) the training data in ``~/.cache/vcam/lipdata`` (:mod:`vcam.graphs.lipdata`),
+Makes (or reuses) the training data in ``~/.cache/vcam/lipdata`` (``$VCAM_CACHE_DIR/lipdata`` where that
+is set; :mod:`vcam.graphs.lipdata`),
 trains on 2 CPU threads with a fixed seed and writes ``vcam/graphs/weights/lips.npz``. Then
 run ``python -m vcam.graphs.export_motion``.
 
