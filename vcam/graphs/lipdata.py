@@ -12,7 +12,8 @@ band limits) and turned into the runtime's log-mel features (:func:`runtime.feat
 so training sees exactly what the motion graph sees.
 
 Output: shards ``shard_XX.npz`` (espeak-ng and Flite) and ``kokoro_XX.npz`` in the cache
-folder (:func:`cache_dir`: ``~/.cache/vcam/lipdata`` by default, ``$VCAM_CACHE_DIR/lipdata`` where that is set; outside git) with ``feats (T, N_MELS) float16``,
+folder (:func:`cache_dir`: ``~/.cache/vcam/lipdata``, or ``$VCAM_CACHE_DIR/lipdata`` where that is
+set; outside git) with ``feats (T, N_MELS) float16``,
 ``labels (T,) int8`` (viseme at the 10 ms slot ``[k, k+1) * 10 ms``) and ``starts (U + 1,)
 int64`` utterance offsets. Everything is deterministic given the seed.
 
@@ -33,15 +34,6 @@ import numpy as np
 
 from runtime.features import HOP, SAMPLE_RATE, log_mel
 from vcam.graphs.motion_model import VISEMES
-
-
-
-def cache_dir() -> Path:
-    """Where the shards go by default: ``lipdata`` in vcam's cache folder (:func:`vcam.cache.cache_root`:
-    ``$VCAM_CACHE_DIR``, else ``~/.cache/vcam`` on Linux)."""
-    from vcam.cache import cache_root
-
-    return cache_root() / "lipdata"
 
 DATA_VERSION = 9
 
@@ -674,6 +666,14 @@ def _build_kind(kind: str, stamp: dict, out_dir: Path, n_utts: int, shards: int,
             print(f"  {p.name}", file=sys.stderr, flush=True)
     stamp_path.write_text(json.dumps(stamp))
     return paths
+
+
+def cache_dir() -> Path:
+    """Where the shards go by default, created if missing: ``lipdata`` in vcam's cache folder
+    (:func:`vcam.cache.cache_dir`: ``$VCAM_CACHE_DIR``, else ``~/.cache/vcam`` on Linux)."""
+    from vcam import cache
+
+    return cache.cache_dir("lipdata")
 
 
 def build(out_dir: Path | None = None, n_utts: int = 3000, shards: int = 8, jobs: int = 2, seed: int = 1234,
