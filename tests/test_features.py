@@ -92,6 +92,18 @@ def test_loudness_robust(speech):
     # without the tracker a 20 dB change would move every voiced value by 1.0
 
 
+def test_quiet_speech_tracked_from_the_first_second(speech):
+    """Speech 10 or 20 dB quieter (-30 / -40 dBFS RMS) reads like the original from 1 s on: the
+    level starts low enough that it need not sink for seconds first (from -18 dB, 20 dB quieter
+    was still 0.1 off at 1 s)."""
+    base = F.log_mel(speech)
+    sl = slice(100, None)
+    voiced = base[sl].mean(1) > -2.0
+    for gain in (0.3, 0.1):
+        d = np.abs(F.log_mel(speech * gain)[sl][voiced] - base[sl][voiced]).mean()
+        assert d < 0.04, (gain, d)
+
+
 def test_push_allocates_nothing(speech):
     s = F.LogMelStream(capacity=256)
     out = np.empty((F.N_MELS, 32), np.float32)
