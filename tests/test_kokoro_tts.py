@@ -80,3 +80,47 @@ def test_kokoro_utterances_are_labelled_in_two_augmentations(kokoro):
         assert u.feats.shape == (len(u.labels), 64)
         assert u.labels[0] == u.labels[-1] == VISEMES.index("sil")
         assert len(set(u.labels.tolist())) >= 4
+
+
+def _conv_model(taps: int, dilation: int, pads: list[int], weights: np.ndarray, w_zero: int):
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node("DynamicQuantizeLinear", ["xf"], ["x", "xs", "xz"], name="quant"),
+         helper.make_node("ConvInteger", ["x", "w", "xz", "wz"], ["y"], name="conv", kernel_shape=[taps],
+                          dilations=[dilation], pads=pads)],
+        "g", [helper.make_tensor_value_info("xf", TensorProto.FLOAT, [1, weights.shape[1], None])],
+        [helper.make_tensor_value_info("y", TensorProto.INT32, None)],
+        [numpy_helper.from_array(weights, "w"), numpy_helper.from_array(np.array(w_zero, np.uint8), "wz")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("taps, dilation, pads", [(1, 1, [0, 0]), (3, 1, [1, 1]), (7, 3, [9, 9]), (5, 2, [0, 3])])
+def test_int8_convolutions_rewritten_as_matrix_products_give_the_same_integers(taps, dilation, pads):
+    ort = pytest.importorskip("onnxruntime")
+    rng = np.random.default_rng(taps * 10 + dilation)
+    # weights within 64 of 128: no pair of products can saturate 16 bits, so this holds on any CPU
+    weights = rng.integers(64, 193, (6, 5, taps), dtype=np.uint8)
+    plain = _conv_model(taps, dilation, pads, weights, 121)
+    fast = _conv_model(taps, dilation, pads, weights, 121)
+    assert kt.conv_integer_as_matmul(fast) == 1
+    assert [n.op_type for n in fast.graph.node].count("MatMulInteger") == 1
+    assert "w" not in {i.name for i in fast.graph.initializer}  # the uint8 weights are gone
+    xf = rng.standard_normal((1, 5, 40)).astype(np.float32)
+    run = lambda m: ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, {"xf": xf})[0]  # noqa: E731
+    a, b = run(plain), run(fast)
+    assert a.dtype == b.dtype == np.int32 and a.shape == b.shape and np.array_equal(a, b)
+
+
+def test_fast_convolutions_give_kokoro_the_same_audio_to_the_bit():
+    if not kt.has_vnni():
+        pytest.skip("the rewrite is used only on CPUs with VNNI")
+    try:
+        plain, fast = kt.Kokoro(fast_convolutions=False), kt.Kokoro(fast_convolutions=True)
+    except RuntimeError as e:
+        pytest.skip(str(e))
+    a = plain.synth("Maybe we should move the meeting.", "en-us", {"jf_alpha": 1.0}, 1.1)
+    b = fast.synth("Maybe we should move the meeting.", "en-us", {"jf_alpha": 1.0}, 1.1)
+    assert np.array_equal(a[0], b[0]) and a[1] == b[1]

@@ -72,3 +72,16 @@ def test_data_goes_to_vcams_cache_folder(monkeypatch, tmp_path):
     """The shards live beside vcam's other cached files: ``$VCAM_CACHE_DIR/lipdata`` where it is set."""
     monkeypatch.setenv("VCAM_CACHE_DIR", str(tmp_path))
     assert lipdata.cache_dir() == tmp_path / "lipdata"
+
+
+def test_byte_dropout_drops_a_tenth_and_keeps_the_mean():
+    torch = pytest.importorskip("torch")
+    from vcam.graphs.train_motion import ByteDropout
+
+    drop = ByteDropout(np.random.default_rng(0))
+    h = torch.ones(8, 96, 200)
+    out = drop(h)
+    assert abs(float((out == 0).float().mean()) - 26 / 256) < 0.005
+    assert abs(float(out.mean()) - 1.0) < 0.01
+    drop.eval()
+    assert drop(h) is h  # identity outside training

@@ -15,6 +15,11 @@ outputs, so every symbol's start and end are known. Forced alignment of 22 Engli
 with PocketSphinx (the aligner the lip-sync measure uses) put those times consistently 60 ms
 after the sounds (50-70 ms in every utterance, both halves): :data:`DELAY_S` takes that off.
 
+Most of the model's time goes to its int8 convolutions (``ConvInteger``, 64 %), which onnxruntime
+multiplies as unsigned by unsigned bytes. On CPUs with VNNI, :func:`conv_integer_as_matmul` turns
+them into im2col and one ``MatMulInteger`` with signed weights (exact integer arithmetic both
+ways, so the audio is the same to the bit) and Kokoro speaks about 1.5 times faster.
+
 Text goes in as IPA from espeak-ng (``espeak-ng --ipa``), one clause at a time so that commas
 and full stops stay in as pauses; any language espeak-ng speaks can be voiced, with an accent
 where Kokoro was not trained on it.
@@ -93,7 +98,9 @@ def symbol_segments(symbols: str, durations: np.ndarray) -> list[tuple[str, int,
 class Kokoro:
     """Kokoro-82M through onnxruntime, with symbol durations. One per process (about 300 MB)."""
 
-    def __init__(self, threads: int = 1) -> None:
+    def __init__(self, threads: int = 1, fast_convolutions: bool | None = None) -> None:
+        """``fast_convolutions``: run the int8 convolutions as :func:`conv_integer_as_matmul` does
+        (the same audio, bit for bit); default: where the CPU has VNNI (:func:`has_vnni`)."""
         try:
             import onnx
             import onnxruntime as ort
@@ -108,6 +115,10 @@ class Kokoro:
         if self.espeak is None:
             raise RuntimeError("espeak-ng not found; install it (apt install espeak-ng)")
         model = onnx.load_from_string(blob)
+        if fast_convolutions is None:
+            fast_convolutions = has_vnni()
+        if fast_convolutions:
+            conv_integer_as_matmul(model)
         model.graph.output.append(onnx.helper.make_tensor_value_info(_DURATIONS, onnx.TensorProto.INT64, None))
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
@@ -155,6 +166,91 @@ class Kokoro:
         if segs and segs[-1][2] < end:
             segs[-1] = (segs[-1][0], segs[-1][1], end)
         return audio, trim_pauses(audio, segs), ipa
+
+
+def has_vnni() -> bool:
+    """Whether this is an x86-64 CPU with VNNI (``avx512_vnni`` or ``avx_vnni`` in ``/proc/cpuinfo``).
+
+    VNNI multiplies unsigned by signed bytes into exact 32-bit sums. Without it onnxruntime's
+    u8 x s8 kernels add pairs of products in saturating 16-bit arithmetic, which would change
+    the audio; there :class:`Kokoro` keeps the model's own u8 x u8 convolutions."""
+    import platform
+
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return False
+    return bool(flags & {"avx512_vnni", "avx_vnni"})
+
+
+def conv_integer_as_matmul(model) -> int:
+    """Rewrite ``model``'s (an ``onnx.ModelProto``) 1-D, stride-1, ungrouped ``ConvInteger`` nodes
+    with constant uint8 weights: the input transposed to ``(1, T, C)``, padded with its zero
+    point, one ``Slice`` per kernel tap, ``Concat`` (im2col), one ``MatMulInteger`` with the
+    weights made signed (``w - 128``, zero point ``- 128``: the same differences) and the
+    result transposed back. Both are exact integer arithmetic, so the int32 outputs are
+    identical; on this project's 2-core Xeon onnxruntime's u8 x s8 matrix kernel runs Kokoro's
+    widest convolution (128 channels, 11 taps, 49 k steps) 1.8 times faster than ``ConvInteger``,
+    whose u8 x u8 kernel multiplies in 16 bits. Returns how many nodes were rewritten.
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+
+    init = {i.name: i for i in model.graph.initializer}
+    nodes, added, done = [], [], 0
+
+    def const(name: str, value: np.ndarray) -> str:
+        added.append(numpy_helper.from_array(value, name))
+        return name
+
+    for node in model.graph.node:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        w = init.get(node.input[1]) if node.op_type == "ConvInteger" and len(node.input) == 4 else None
+        wz = init.get(node.input[3]) if w is not None else None
+        if (w is None or wz is None or len(w.dims) != 3 or w.data_type != onnx.TensorProto.UINT8
+                or attrs.get("group", 1) != 1 or list(attrs.get("strides", [1])) != [1]
+                or len(numpy_helper.to_array(wz).shape) != 0
+                or attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET")):
+            nodes.append(node)
+            continue
+        weights = numpy_helper.to_array(w)
+        c_out, c_in, taps = weights.shape
+        dil = int(attrs.get("dilations", [1])[0])
+        p0, p1 = (list(attrs.get("pads", [0, 0])) + [0, 0])[:2]
+        x, xz, y, tag = node.input[0], node.input[2], node.output[0], f"{node.name or node.output[0]}/mm"
+        signed = (weights.astype(np.int16) - 128).astype(np.int8).transpose(2, 1, 0).reshape(taps * c_in, c_out)
+        w_name = const(tag + "/w", np.ascontiguousarray(signed))
+        wz_name = const(tag + "/wz", np.array(int(numpy_helper.to_array(wz)) - 128, np.int8))
+        nodes.append(helper.make_node("Transpose", [x], [tag + "/xt"], perm=[0, 2, 1]))
+        col = tag + "/xt"
+        if p0 or p1:
+            pads = const(tag + "/pads", np.array([0, p0, 0, 0, p1, 0], np.int64))
+            nodes.append(helper.make_node("Pad", [col, pads, xz], [tag + "/xp"]))
+            col = tag + "/xp"
+        if taps > 1:
+            axis = const(tag + "/axis", np.array([1], np.int64))
+            parts = []
+            for k in range(taps):
+                end = k * dil - dil * (taps - 1)
+                nodes.append(helper.make_node(
+                    "Slice", [col, const(f"{tag}/s{k}", np.array([k * dil], np.int64)),
+                              const(f"{tag}/e{k}", np.array([end if end < 0 else np.iinfo(np.int64).max], np.int64)),
+                              axis], [f"{tag}/x{k}"]))
+                parts.append(f"{tag}/x{k}")
+            nodes.append(helper.make_node("Concat", parts, [tag + "/col"], axis=2))
+            col = tag + "/col"
+        nodes.append(helper.make_node("MatMulInteger", [col, w_name, xz, wz_name], [tag + "/yt"]))
+        nodes.append(helper.make_node("Transpose", [tag + "/yt"], [y], perm=[0, 2, 1]))
+        done += 1
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    used = {i for n in nodes for i in n.input}
+    keep = [i for i in model.graph.initializer if i.name in used]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(keep + added)
+    return done
 
 
 def trim_pauses(audio: np.ndarray, segs: list[tuple[str, float, float]], floor_db: float = 40.0):

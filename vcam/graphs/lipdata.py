@@ -642,32 +642,53 @@ def _shard_worker(args):
 
 
 #: Kokoro-82M utterances in the training data (each in two augmentations) and their shards. Kokoro
-#: is the slow part of making the data: about 1.9 s per utterance on 2 cores. 480 of them with
-#: 3000 espeak-ng/Flite utterances (instead of 384 with 5000) took 26 minutes for the whole
-#: training on 2 cores (30-32 when the host is busy); 576 scored a little better but took 30.5.
+#: is the slow part of making the data: about 1.6 s per utterance on 2 cores with the faster
+#: convolutions (:func:`vcam.graphs.kokoro_tts.conv_integer_as_matmul`). 480 of them with 3000
+#: espeak-ng/Flite utterances took 23.3 minutes for the whole training on 2 cores; 576 scored no
+#: better beyond the noise of retraining.
 KOKORO_UTTERANCES, KOKORO_SHARDS, KOKORO_VERSION = 480, 10, 2
 
 
-def _build_kind(kind: str, stamp: dict, out_dir: Path, n_utts: int, shards: int, jobs: int, seed: int,
-                force: bool) -> list[Path]:
+@dataclass(frozen=True)
+class _Plan:
+    kind: str
+    paths: list[Path]
+    stamp_path: Path
+    stamp: dict
+    work: list[tuple]  # make_shard arguments of the shards to make; empty when all are cached
+
+
+def _plan(kind: str, version: int, out_dir: Path, n_utts: int, shards: int, seed: int, force: bool) -> _Plan:
+    stamp = {"version": version, "n_utts": n_utts, "shards": shards, "seed": seed, "visemes": list(VISEMES)}
     stamp_path = out_dir / ("settings.json" if kind == "shard" else f"{kind}_settings.json")
     paths = [out_dir / f"{kind}_{i:02d}.npz" for i in range(shards)]
     if (not force and stamp_path.exists() and json.loads(stamp_path.read_text()) == stamp
             and all(p.exists() for p in paths)):
-        return paths
-    stamp_path.unlink(missing_ok=True)
+        return _Plan(kind, paths, stamp_path, stamp, [])
     per = [n_utts // shards + (1 if i < n_utts % shards else 0) for i in range(shards)]
-    work = [(i, per[i], out_dir, seed, kind) for i in range(shards)]
+    return _Plan(kind, paths, stamp_path, stamp, [(i, per[i], out_dir, seed, kind) for i in range(shards)])
+
+
+def _make(plans: list[_Plan], jobs: int) -> None:
+    """Make every planned shard in one pool, the slowest kind first (so the quick shards fill the
+    last gaps), then write each kind's settings stamp."""
+    work = [w for p in plans for w in p.work]
+    if not work:
+        return
+    for p in plans:
+        if p.work:
+            p.stamp_path.unlink(missing_ok=True)
     # Every shard in a fresh process: libespeak-ng keeps state between utterances that outlives
     # re-initialising it, so a shard made after another in the same process came out different
     # (whichever worker happened to take it), and the weights did not always reproduce.
     import multiprocessing as mp
 
     with mp.get_context("spawn").Pool(max(1, jobs), maxtasksperchild=1) as pool:
-        for p in pool.imap_unordered(_shard_worker, work):
-            print(f"  {p.name}", file=sys.stderr, flush=True)
-    stamp_path.write_text(json.dumps(stamp))
-    return paths
+        for path in pool.imap_unordered(_shard_worker, work):
+            print(f"  {path.name}", file=sys.stderr, flush=True)
+    for p in plans:
+        if p.work:
+            p.stamp_path.write_text(json.dumps(p.stamp))
 
 
 def cache_dir() -> Path:
@@ -682,16 +703,15 @@ def build(out_dir: Path | None = None, n_utts: int = 3000, shards: int = 8, jobs
           force: bool = False, kokoro_utts: int = KOKORO_UTTERANCES,
           kokoro_shards: int = KOKORO_SHARDS) -> tuple[list[Path], list[Path]]:
     """Make (or reuse, when the settings match) the espeak-ng + Flite shards and the Kokoro shards;
-    returns the paths of each. ``out_dir``: default :func:`cache_dir`."""
+    returns the paths of each (no Kokoro shards for ``kokoro_utts`` 0). ``out_dir``: default
+    :func:`cache_dir`."""
     out_dir = cache_dir() if out_dir is None else out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
-    stamp = {"version": DATA_VERSION, "n_utts": n_utts, "shards": shards, "seed": seed, "visemes": list(VISEMES)}
-    mixed = _build_kind("shard", stamp, out_dir, n_utts, shards, jobs, seed, force)
-    if kokoro_utts <= 0:
-        return mixed, []
-    kstamp = {"version": KOKORO_VERSION, "n_utts": kokoro_utts, "shards": kokoro_shards, "seed": seed,
-              "visemes": list(VISEMES)}
-    return mixed, _build_kind("kokoro", kstamp, out_dir, kokoro_utts, kokoro_shards, jobs, seed, force)
+    mixed = _plan("shard", DATA_VERSION, out_dir, n_utts, shards, seed, force)
+    kokoro = (_plan("kokoro", KOKORO_VERSION, out_dir, kokoro_utts, kokoro_shards, seed, force)
+              if kokoro_utts > 0 else None)
+    _make([kokoro, mixed] if kokoro is not None else [mixed], jobs)
+    return mixed.paths, kokoro.paths if kokoro is not None else []
 
 
 def load(paths: list[Path]):

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from runtime.features import FLOOR, N_MELS
 from vcam.graphs import lipdata
@@ -35,6 +36,27 @@ LEAD_FRAMES = 1
 KOKORO_REPEAT = 2
 CHUNK = 288
 IGNORE = -100
+#: Dropout drops a unit where a random byte is below this: 26 / 256 = 10.2 %.
+DROP_BELOW = 26
+
+
+class ByteDropout(nn.Module):
+    """Dropout whose masks come from a numpy ``Generator`` (one random byte per unit) instead of
+    torch's ``bernoulli_``, which took about 11 ms per ``(48, 96, 285)`` mask on this CPU (a third
+    of each training step); numpy's bytes take 1.5 ms. Identity in eval mode, like ``nn.Dropout``.
+    """
+
+    def __init__(self, rng: np.random.Generator, drop_below: int = DROP_BELOW) -> None:
+        super().__init__()
+        self.rng = rng
+        self.drop_below = drop_below
+        self.scale = 256.0 / (256 - drop_below)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return h
+        keep = torch.from_numpy(self.rng.integers(0, 256, tuple(h.shape), dtype=np.uint8) >= self.drop_below)
+        return h * keep.to(h.dtype).mul_(self.scale)
 
 
 def arrange(feats: np.ndarray, labels: np.ndarray, starts: np.ndarray, lead: int = LEAD_FRAMES):
@@ -129,6 +151,7 @@ def train(epochs: int = 14, n_utts: int = 3000, seed: int = 7, batch: int = 48, 
     log(f"train {len(y) / 360000:.2f} h, val {len(yv) / 360000:.2f} h")
 
     net = LipNet()
+    net.drop = ByteDropout(np.random.default_rng([seed, 1]))  # its own stream: batches are as before
     feats32 = x[::7].astype(np.float32)
     net.mean.copy_(torch.from_numpy(feats32.mean(0)).view(1, N_MELS, 1))
     net.inv_std.copy_(torch.from_numpy(1.0 / (feats32.std(0) + 1e-3)).view(1, N_MELS, 1))
