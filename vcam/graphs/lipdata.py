@@ -642,9 +642,9 @@ def _shard_worker(args):
 
 
 #: Kokoro-82M utterances in the training data (each in two augmentations) and their shards. Kokoro
-#: is the slow part of making the data: about 1.6 s per utterance on 2 cores with the faster
+#: is the slow part of making the data: 1.1-1.6 s per utterance on 2 cores with the faster
 #: convolutions (:func:`vcam.graphs.kokoro_tts.conv_integer_as_matmul`). 480 of them with 3000
-#: espeak-ng/Flite utterances took 23.3 minutes for the whole training on 2 cores; 576 scored no
+#: espeak-ng/Flite utterances took 16-23 minutes for the whole training on 2 cores; 576 scored no
 #: better beyond the noise of retraining.
 KOKORO_UTTERANCES, KOKORO_SHARDS, KOKORO_VERSION = 480, 10, 2
 
