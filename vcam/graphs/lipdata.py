@@ -567,8 +567,9 @@ def _labelled(x: np.ndarray, segs: list[tuple[int, float, float]], rng: np.rando
     return out
 
 
-#: Kokoro utterances: share in English (the rest: the other languages), speaking rates.
-KOKORO_ENGLISH_SHARE, KOKORO_SPEED = 0.7, (0.8, 1.3)
+#: Kokoro utterances: share in English (the rest: the other languages; 0.7 before KOKORO_VERSION 3,
+#: see the README), speaking rates.
+KOKORO_ENGLISH_SHARE, KOKORO_SPEED = 0.9, (0.8, 1.3)
 _KOKORO_ENGLISH = ("en-us", "en-us", "en-us", "en-gb-x-rp")
 
 
@@ -644,9 +645,9 @@ def _shard_worker(args):
 #: Kokoro-82M utterances in the training data (each in two augmentations) and their shards. Kokoro
 #: is the slow part of making the data: 1.1-1.6 s per utterance on 2 cores with the faster
 #: convolutions (:func:`vcam.graphs.kokoro_tts.conv_integer_as_matmul`). 480 of them with 3000
-#: espeak-ng/Flite utterances took 16-23 minutes for the whole training on 2 cores; 576 scored no
+#: espeak-ng/Flite utterances took 14-23 minutes for the whole training on 2 cores; 576 scored no
 #: better beyond the noise of retraining.
-KOKORO_UTTERANCES, KOKORO_SHARDS, KOKORO_VERSION = 480, 10, 2
+KOKORO_UTTERANCES, KOKORO_SHARDS, KOKORO_VERSION = 480, 10, 3
 
 
 @dataclass(frozen=True)
