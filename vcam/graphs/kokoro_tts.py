@@ -211,7 +211,7 @@ def conv_integer_as_matmul(model) -> int:
         wz = init.get(node.input[3]) if w is not None else None
         if (w is None or wz is None or len(w.dims) != 3 or w.data_type != onnx.TensorProto.UINT8
                 or attrs.get("group", 1) != 1 or list(attrs.get("strides", [1])) != [1]
-                or len(numpy_helper.to_array(wz).shape) != 0
+                or len(wz.dims) != 0
                 or attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET")):
             nodes.append(node)
             continue

@@ -652,7 +652,6 @@ KOKORO_UTTERANCES, KOKORO_SHARDS, KOKORO_VERSION = 480, 10, 3
 
 @dataclass(frozen=True)
 class _Plan:
-    kind: str
     paths: list[Path]
     stamp_path: Path
     stamp: dict
@@ -665,9 +664,9 @@ def _plan(kind: str, version: int, out_dir: Path, n_utts: int, shards: int, seed
     paths = [out_dir / f"{kind}_{i:02d}.npz" for i in range(shards)]
     if (not force and stamp_path.exists() and json.loads(stamp_path.read_text()) == stamp
             and all(p.exists() for p in paths)):
-        return _Plan(kind, paths, stamp_path, stamp, [])
+        return _Plan(paths, stamp_path, stamp, [])
     per = [n_utts // shards + (1 if i < n_utts % shards else 0) for i in range(shards)]
-    return _Plan(kind, paths, stamp_path, stamp, [(i, per[i], out_dir, seed, kind) for i in range(shards)])
+    return _Plan(paths, stamp_path, stamp, [(i, per[i], out_dir, seed, kind) for i in range(shards)])
 
 
 def _make(plans: list[_Plan], jobs: int) -> None:
