@@ -105,7 +105,7 @@ def fake_render(monkeypatch):
 
 def test_lipsync_scores_every_clip_on_every_portrait(eval_dir, media, fake_render):
     photos = [Path("a.png"), Path("b.png")]
-    rows = bench_lipsync.run(photos, media, eval_dir, languages={})
+    rows = bench_lipsync.run(photos, media, eval_dir, languages={}, noisy=False, song=False)
     assert [(r["clip"], r["photo"]) for r in rows] == [("en_a", "a"), ("en_a", "b"), ("en_jfk", "a"), ("en_jfk", "b")]
     assert len(fake_render) == 4
     table = bench_lipsync.table(rows)
@@ -115,13 +115,70 @@ def test_lipsync_scores_every_clip_on_every_portrait(eval_dir, media, fake_rende
 def test_lipsync_other_languages_are_spoken_and_scored_on_loudness(eval_dir, media, fake_render):
     if not shutil.which("espeak-ng"):
         pytest.skip("espeak-ng is not installed")
-    rows = bench_lipsync.run([Path("a.png")], media, eval_dir, languages={"es": "Hola, buenos días.", "sv": "Hej."})
-    assert [r["clip"] for r in rows] == ["en_a", "en_jfk", "espeak_es", "espeak_sv"]
+    rows = bench_lipsync.run([Path("a.png")], media, eval_dir, languages={"es": "Hola, buenos días.", "sv": "Hej."},
+                             noisy=False)
+    assert [r["clip"] for r in rows] == ["en_a", "en_jfk", "espeak_es", "espeak_sv", "espeak_song"]
     spoken = [Path(c[c.index("--audio") + 1]) for c in fake_render[2:]]
-    assert [p.name for p in spoken] == ["espeak_es.wav", "espeak_sv.wav"]
+    assert [p.name for p in spoken] == ["espeak_es.wav", "espeak_sv.wav", "espeak_song.wav"]
     lines = bench_lipsync.table(rows).splitlines()
     assert lines[-2] == "| **median, transcripts** | | 0.6 | 0 | 1 | 0.9 | 0.01 |"
-    assert lines[-1] == "| **median, other languages** | | 0.65 | 0 | - | - | - |"
+    assert lines[-1] == "| **median, other languages and singing** | | 0.65 | 0 | - | - | - |"
+
+
+def test_lipsync_noisy_clips_are_rendered_with_noise_and_scored_against_the_clean_speech(
+        eval_dir, media, fake_render, monkeypatch):
+    scored = []
+    real_run_json = bench_lipsync.run_json
+
+    def run_json(cmd):
+        scored.append(cmd[2:])  # video, audio, transcript
+        return real_run_json(cmd)
+
+    monkeypatch.setattr(bench_lipsync, "run_json", run_json)
+    rows = bench_lipsync.run([Path("a.png")], media, eval_dir, languages={}, song=False)
+    assert [(r["clip"], r["group"]) for r in rows] == [("en_a", "clean"), ("en_jfk", "clean"),
+                                                      ("en_a + noise", "noisy"), ("en_jfk + noise", "noisy")]
+    rendered = [Path(c[c.index("--audio") + 1]).name for c in fake_render]
+    assert rendered == ["en_a.wav", "en_jfk.wav", "en_a+noise.wav", "en_jfk+noise.wav"]
+    assert [Path(c[1]).name for c in scored] == ["en_a.wav", "en_jfk.wav", "en_a.wav", "en_jfk.wav"]
+    assert [Path(c[2]).name for c in scored] == ["en_a.txt", "en_jfk.txt"] * 2
+    lines = bench_lipsync.table(rows).splitlines()
+    assert lines[-2] == "| **median, transcripts** | | 0.6 | 0 | 1 | 0.9 | 0.01 |"
+    assert lines[-1] == "| **median, transcripts + noise 10 dB** | | 0.6 | 0 | 1 | 0.9 | 0.01 |"
+
+
+def test_noise_sits_its_level_below_the_speech():
+    rng = np.random.default_rng(3)
+    t = np.arange(48000) / 16000
+    speech = (0.2 * np.sin(2 * np.pi * 180 * t) * (np.sin(2 * np.pi * 2 * t) > 0)).astype(np.float32)
+    other = (0.05 * rng.standard_normal(20000)).astype(np.float32)
+    for others in ([other], []):
+        mixed = bench_lipsync.mix_noise(speech, others, np.random.default_rng(0))
+        assert mixed.shape == speech.shape and mixed.dtype == np.float32 and np.abs(mixed).max() <= 0.99
+        snr = 20 * np.log10(bench_lipsync.active_rms(speech) / bench_lipsync.active_rms(mixed - speech))
+        assert snr == pytest.approx(bench_lipsync.NOISE_SNR_DB, abs=0.05)
+        again = bench_lipsync.mix_noise(speech, others, np.random.default_rng(0))
+        assert np.array_equal(mixed, again)
+    assert not np.array_equal(mixed, bench_lipsync.mix_noise(speech, [], np.random.default_rng(1)))
+
+
+def test_the_song_is_sung_on_its_notes(tmp_path):
+    if not shutil.which("espeak-ng"):
+        pytest.skip("espeak-ng is not installed")
+    from vcam.audio_file import load_audio
+
+    wav = tmp_path / "song.wav"
+    assert bench_lipsync.sing(wav) is None
+    assert len(load_audio(wav)) / 16000 > 12  # 22 held notes
+    # Each word's pitch (autocorrelation over its middle 128 ms) is its note's.
+    for word, note in bench_lipsync.SONG[:4]:
+        x = bench_lipsync.sing_note(word, note)
+        voiced = np.flatnonzero(np.abs(x) > 0.05)
+        mid = x[(voiced[0] + voiced[-1]) // 2 - 1024: (voiced[0] + voiced[-1]) // 2 + 1024]
+        ac = np.correlate(mid - mid.mean(), mid - mid.mean(), "full")[len(mid) - 1:]
+        lo, hi = 16000 // 300, 16000 // 60
+        sung = 12 * np.log2(16000 / (lo + np.argmax(ac[lo:hi])) / 440.0) + 69
+        assert sung == pytest.approx(note, abs=0.7), (word, note, sung)
 
 
 def test_expressions_measure_each_emotion_against_neutral(eval_dir, media, fake_render):
@@ -172,7 +229,7 @@ def test_lipsync_offline_scores_the_motion_graphs_jaw_with_the_tools_own_functio
             assert len(x) == len(y)
             return float(np.max(x)), float(len(x))
     """))
-    rows = bench_lipsync.run_offline(media, d, fps=25, languages={})
+    rows = bench_lipsync.run_offline(media, d, fps=25, languages={}, noisy=False, song=False)
     assert [(r["clip"], r["photo"]) for r in rows] == [("en_a", "(jawOpen)"), ("en_jfk", "(jawOpen)")]
     for r in rows:
         assert r["reference"] == "phones" and r["lag_ms"] == 25.0  # 1 s at 25 fps: 25 frames scored

@@ -3,10 +3,12 @@
 Renders every speech clip (``*.wav`` with a ``.txt`` transcript beside it) on every
 portrait with ``vcam render`` and scores each video with the project's external measuring
 tools (``lipsync.py`` from the eval folder, run with their own Python as their ``setup.sh``
-prints it): against the transcript's phones, force-aligned. Then the same for speech in
-other languages, made here by espeak-ng from sentences the lip model never trained on, scored
-against the speech's loudness (the tools' reference without a transcript). Prints one row
-per video and the medians of each group.
+prints it): against the transcript's phones, force-aligned. Then the same clips with noise
+under them (:data:`NOISE_SNR_DB`: pink noise and the other clips' speech), scored against
+the clean clip's alignment. Then speech in other languages, made here by espeak-ng from
+sentences the lip model never trained on, and a song (:data:`SONG`, espeak-ng held notes over
+chords), scored against the speech's loudness (the tools' reference without a transcript).
+Prints one row per video and the medians of each group (:data:`GROUPS`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import wave
+from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.errors import InputError
@@ -32,6 +36,37 @@ LANGUAGES: dict[str, str] = {
     "sv": "Igår promenerade vi längs stranden och såg många båtar. Kaffet på hotellet var starkt och gott.",
     "ru": "Вчера вечером мы долго гуляли по набережной. Завтра обещают тёплую и солнечную погоду.",
 }
+
+
+#: The noisy rows: pink noise and a babble of the other clips' speech, each 3 dB quieter than
+#: this, so together this many dB below the speech's active level.
+NOISE_SNR_DB = 10.0
+
+#: The sung row: (word, MIDI note), one held note per word (Twinkle, Twinkle, Little Star,
+#: public domain; a baritone's 82-139 Hz, the span espeak-ng's pitch setting reaches), over
+#: chords :data:`SONG_BED_DB` below the voice.
+SONG: tuple[tuple[str, int], ...] = (
+    ("twinkle", 40), ("twinkle", 47), ("little", 49), ("star", 47), ("how", 45), ("I", 45), ("wonder", 44),
+    ("what", 42), ("you", 42), ("are", 40), ("up", 47), ("above", 47), ("the", 45), ("world", 45), ("so", 44),
+    ("high", 44), ("like", 42), ("a", 47), ("diamond", 45), ("in", 45), ("the", 44), ("sky", 42))
+SONG_BED_DB = 12.0
+
+#: Row groups and their median lines: the transcribed clips, the same with noise, and the
+#: loudness-referenced rows (other languages and the song).
+GROUPS: tuple[tuple[str, str], ...] = (("clean", "**median, transcripts**"),
+                                       ("noisy", f"**median, transcripts + noise {NOISE_SNR_DB:g} dB**"),
+                                       ("other", "**median, other languages and singing**"))
+
+
+@dataclass(frozen=True)
+class SpeechJob:
+    """One speech clip to render and score."""
+
+    clip: str  #: the row's name
+    audio: Path  #: what ``vcam render`` is given
+    reference: Path  #: what the measuring tools score against (the clean speech)
+    transcript: Path | None  #: None: scored against loudness
+    group: str  #: one of :data:`GROUPS`
 
 
 def eval_python(eval_dir: Path) -> str:
@@ -50,42 +85,164 @@ def clips(media_dir: Path) -> list[tuple[Path, Path]]:
     return sorted((w, w.with_suffix(".txt")) for w in media_dir.glob("*.wav") if w.with_suffix(".txt").is_file())
 
 
-def _speech_jobs(media_dir: Path, languages: dict[str, str] | None, tmp: Path,
-                 rows: list[dict]) -> list[tuple[str, Path, Path | None]]:
-    """``(clip, wav, transcript or None)`` for every clip of ``media_dir``, then the
-    other-language speech spoken into ``tmp`` (a failure to speak is added to ``rows``)."""
-    jobs: list[tuple[str, Path, Path | None]] = [(wav.stem, wav, txt) for wav, txt in clips(media_dir)]
+def _speech_jobs(media_dir: Path, languages: dict[str, str] | None, tmp: Path, rows: list[dict],
+                 noisy: bool = True, song: bool = True) -> list[SpeechJob]:
+    """Every clip of ``media_dir``, then (``noisy``) each with noise under it, the other-language
+    speech and (``song``) the song, the made ones written into ``tmp`` (a failure to speak is
+    added to ``rows``)."""
+    jobs = [SpeechJob(wav.stem, wav, wav, txt, "clean") for wav, txt in clips(media_dir)]
+    if noisy and jobs:
+        import numpy as np
+
+        from vcam.audio_file import load_audio
+
+        speech = [load_audio(j.audio) for j in jobs]
+        for k, job in enumerate(list(jobs)):
+            out = tmp / f"{job.clip}+noise.wav"
+            write_wav(out, mix_noise(speech[k], speech[:k] + speech[k + 1:], np.random.default_rng(k)))
+            jobs.append(SpeechJob(f"{job.clip} + noise", out, job.audio, job.transcript, "noisy"))
     for lang, text in (LANGUAGES if languages is None else languages).items():
         wav = tmp / f"espeak_{lang}.wav"
         err = _speak(lang, text, wav)
         if err:
             rows.append({"clip": wav.stem, "photo": "-", "error": err})
             continue
-        jobs.append((wav.stem, wav, None))
+        jobs.append(SpeechJob(wav.stem, wav, wav, None, "other"))
+    if song:
+        wav = tmp / "espeak_song.wav"
+        err = sing(wav)
+        if err:
+            rows.append({"clip": wav.stem, "photo": "-", "error": err})
+        else:
+            jobs.append(SpeechJob(wav.stem, wav, wav, None, "other"))
     return jobs
 
 
+def active_rms(pcm):
+    """RMS of ``pcm`` (``(n,) float32``) over its 20 ms frames within 40 dB of the loudest: the
+    level of the speech, not of its pauses."""
+    import numpy as np
+
+    n = len(pcm) // 320
+    if n == 0:
+        return float(np.sqrt(np.mean(np.square(pcm, dtype=np.float64)) + 1e-20))
+    power = np.mean(np.square(pcm[: n * 320].reshape(n, 320), dtype=np.float64), axis=1)
+    return float(np.sqrt(np.mean(power[power >= power.max() * 1e-4]) + 1e-20))
+
+
+def mix_noise(speech, others, rng):
+    """``speech`` (``(n,) float32``, 16 kHz) with pink noise and a babble of ``others`` (other
+    speech, each ``(m,) float32``, looped from random starts) under it, each
+    ``NOISE_SNR_DB + 3`` dB below the speech's :func:`active_rms` (pink noise alone at
+    ``NOISE_SNR_DB`` without ``others``). Returns ``(n,) float32``, peak at most 0.99."""
+    import numpy as np
+
+    n = len(speech)
+    level = active_rms(speech)
+    spectrum = np.fft.rfft(rng.standard_normal(n))
+    spectrum[1:] /= np.sqrt(np.arange(1, len(spectrum)))
+    spectrum[0] = 0.0
+    parts = [np.fft.irfft(spectrum, n)]
+    if others:
+        babble = np.zeros(n)
+        for o in others:
+            o = o / max(active_rms(o), 1e-9)
+            babble += np.resize(np.roll(o, -int(rng.integers(0, len(o)))), n)
+        parts.append(babble)
+    snr_db = NOISE_SNR_DB + (10.0 * np.log10(len(parts)))
+    out = speech.astype(np.float64)
+    for part in parts:
+        out += part * (level / max(active_rms(part), 1e-12) * 10.0 ** (-snr_db / 20.0))
+    out *= min(1.0, 0.99 / max(float(np.abs(out).max()), 1e-9))
+    return out.astype(np.float32)
+
+
+def write_wav(path: Path, pcm, rate: int = 16000) -> None:
+    """``pcm`` (``(n,) float32`` in [-1, 1]) as a 16-bit mono WAV file."""
+    import numpy as np
+
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes((np.clip(pcm, -1.0, 1.0) * 32767.0).astype("<i2").tobytes())
+
+
+def sing_note(word: str, note: int, rate: int = 16000):
+    """espeak-ng sings ``word`` held on MIDI ``note``: slowest rate, flat intonation, and the
+    pitch setting (``-p``) for the note's frequency, as measured on en-us: ``-p 40`` speaks at
+    80 Hz and every 20 more multiplies that by 1.25. Returns ``(n,) float32`` at ``rate``;
+    raises ``InputError`` when espeak-ng is missing or fails."""
+    import math
+
+    import numpy as np
+
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        raise InputError("espeak-ng is not installed (apt install espeak-ng)")
+    hz = 440.0 * 2.0 ** ((note - 69) / 12.0)
+    pitch = int(round(min(99.0, max(0.0, 40.0 + 20.0 * math.log(hz / 80.0) / math.log(1.25)))))
+    ssml = f'<speak><prosody rate="x-slow" range="x-low">{word}</prosody></speak>'
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "note.wav"
+        r = subprocess.run([exe, "-v", "en-us", "-m", "-p", str(pitch), "-w", str(out), ssml],
+                           capture_output=True, text=True)
+        if r.returncode != 0 or not out.is_file():
+            raise InputError(f"espeak-ng could not sing {word!r}: {r.stderr.strip()}")
+        with wave.open(str(out), "rb") as w:
+            sr = w.getframerate()
+            x = np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float64) / 32768.0
+    if sr != rate:
+        x = np.interp(np.arange(int(len(x) * rate / sr)) * (sr / rate), np.arange(len(x)), x)
+    return x.astype(np.float32)
+
+
+def sing(wav: Path, rate: int = 16000) -> str | None:
+    """The song into ``wav`` (16-bit, ``rate`` Hz): :data:`SONG`'s words (:func:`sing_note`),
+    60 ms apart, over a major chord on each note an octave up (sines swelling every 1.5 s),
+    :data:`SONG_BED_DB` below the voice. An error line, or None."""
+    import numpy as np
+
+    voice, notes = [], []
+    try:
+        for word, note in SONG:
+            x = sing_note(word, note, rate)
+            voice += [x, np.zeros(int(0.06 * rate), np.float32)]
+            notes += [note] * (len(x) + int(0.06 * rate))
+    except InputError as e:
+        return str(e)
+    x = np.concatenate(voice).astype(np.float64)
+    t = np.arange(len(x)) / rate
+    root = 440.0 * 2.0 ** ((np.asarray(notes, np.float64) - 69 + 12) / 12.0)
+    bed = sum(np.sin(2 * np.pi * np.cumsum(root * k) / rate) for k in (1.0, 2 ** (4 / 12), 2 ** (7 / 12)))
+    bed *= 0.6 + 0.4 * np.sin(np.pi * t / 1.5) ** 2
+    x = x + bed * (active_rms(x) / active_rms(bed) * 10.0 ** (-SONG_BED_DB / 20.0))
+    write_wav(wav, (x * (0.7 / np.abs(x).max())).astype(np.float32), rate)
+    return None
+
+
 def run(photos: list[Path], media_dir: Path, eval_dir: Path, *, provider: str = "cpu",
-        languages: dict[str, str] | None = None) -> list[dict]:
+        languages: dict[str, str] | None = None, noisy: bool = True, song: bool = True) -> list[dict]:
     """Render and score every (clip, portrait); returns one dict of metrics per video.
 
-    ``languages`` (default :data:`LANGUAGES`; ``{}`` for none) adds espeak-ng speech scored
-    against loudness; rows carry ``"reference": "phones"`` or ``"energy"``.
+    ``noisy`` adds each transcribed clip with noise under it, ``languages`` (default
+    :data:`LANGUAGES`; ``{}`` for none) espeak-ng speech and ``song`` the song, both scored
+    against loudness; rows carry their ``"group"`` (:data:`GROUPS`) and the tools'
+    ``"reference"`` (``"phones"`` or ``"energy"``).
     """
     py = eval_python(eval_dir)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        jobs = _speech_jobs(media_dir, languages, Path(tmp), rows)
-        for clip, wav, txt in jobs:
+        for job in _speech_jobs(media_dir, languages, Path(tmp), rows, noisy, song):
             for photo in photos:
-                out = Path(tmp) / f"{clip}-{photo.stem}.mp4"
-                row = {"clip": clip, "photo": photo.stem}
-                err = render_video(photo, wav, out, provider)
+                out = Path(tmp) / f"{job.audio.stem}-{photo.stem}.mp4"
+                row = {"clip": job.clip, "photo": photo.stem, "group": job.group}
+                err = render_video(photo, job.audio, out, provider)
                 if err:
                     rows.append({**row, "error": err})
                     continue
-                row.update(run_json([py, str(eval_dir / "lipsync.py"), str(out), str(wav)]
-                                    + ([str(txt)] if txt else [])))
+                row.update(run_json([py, str(eval_dir / "lipsync.py"), str(out), str(job.reference)]
+                                    + ([str(job.transcript)] if job.transcript else [])))
                 rows.append(row)
     return rows
 
@@ -143,7 +300,7 @@ print(json.dumps(out))
 
 
 def run_offline(media_dir: Path, eval_dir: Path, *, fps: int = 25, graph_dir: Path | None = None,
-                languages: dict[str, str] | None = None) -> list[dict]:
+                languages: dict[str, str] | None = None, noisy: bool = True, song: bool = True) -> list[dict]:
     """Score the motion graph's ``jawOpen`` itself, without rendering, on the clips of :func:`run`:
     seconds instead of minutes, for comparing lip models (export one with ``export_motion
     --out DIR``, pass DIR as ``graph_dir``). The rendered lip gap follows jawOpen closely, but
@@ -157,18 +314,18 @@ def run_offline(media_dir: Path, eval_dir: Path, *, fps: int = 25, graph_dir: Pa
     py = eval_python(eval_dir)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        jobs = _speech_jobs(media_dir, languages, Path(tmp), rows)
-        for clip, wav, txt in jobs:
-            track = Path(tmp) / f"{clip}.npy"
-            np.save(track, motion_track(load_audio(wav), fps=fps, graph_dir=graph_dir)[:, INDEX["jawOpen"]])
-            rows.append({"clip": clip, "photo": "(jawOpen)",
-                         **run_json([py, "-c", _SCORE_TRACK, str(eval_dir), str(track), str(fps), str(wav)]
-                                    + ([str(txt)] if txt else []))})
+        for job in _speech_jobs(media_dir, languages, Path(tmp), rows, noisy, song):
+            track = Path(tmp) / f"{job.audio.stem}.npy"
+            np.save(track, motion_track(load_audio(job.audio), fps=fps, graph_dir=graph_dir)[:, INDEX["jawOpen"]])
+            rows.append({"clip": job.clip, "photo": "(jawOpen)", "group": job.group,
+                         **run_json([py, "-c", _SCORE_TRACK, str(eval_dir), str(track), str(fps), str(job.reference)]
+                                    + ([str(job.transcript)] if job.transcript else []))})
     return rows
 
 
 def table(rows: list[dict]) -> str:
-    """Markdown: one row per video, then the medians of the phone- and loudness-referenced rows."""
+    """Markdown: one row per video, then the medians of each of :data:`GROUPS` (rows without a
+    group: by their reference, phones or loudness)."""
     head = "| speech | portrait | " + " | ".join(METRICS) + " |"
     lines = [head, "|---|---|" + "---:|" * len(METRICS)]
     for r in rows:
@@ -176,8 +333,8 @@ def table(rows: list[dict]) -> str:
             lines.append(f"| {r['clip']} | {r['photo']} | {r['error']} |" + " |" * (len(METRICS) - 1))
             continue
         lines.append(f"| {r['clip']} | {r['photo']} | " + " | ".join(_fmt(r.get(m)) for m in METRICS) + " |")
-    for ref, label in (("phones", "**median, transcripts**"), ("energy", "**median, other languages**")):
-        group = [r for r in rows if "error" not in r and r.get("reference", "phones") == ref]
+    for name, label in GROUPS:
+        group = [r for r in rows if "error" not in r and _group(r) == name]
         if not group:
             continue
         med = []
@@ -186,6 +343,10 @@ def table(rows: list[dict]) -> str:
             med.append(_fmt(statistics.median(vals)) if vals else "-")
         lines.append(f"| {label} | | " + " | ".join(med) + " |")
     return "\n".join(lines)
+
+
+def _group(row: dict) -> str:
+    return row.get("group") or ("clean" if row.get("reference", "phones") == "phones" else "other")
 
 
 def _fmt(v) -> str:

@@ -121,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--audio", type=Path, metavar="A", help="speech recording (default: the sample)")
     bench.add_argument("--json", action="store_true", help="print results as JSON")
     bench.add_argument("--lipsync", action="store_true",
-                       help="instead: render every speech clip of --media on the portraits and score lip sync")
+                       help="instead: render every speech clip of --media (clean and with noise under it), "
+                            "espeak-ng speech in four languages and a song on the portraits and score lip sync")
     bench.add_argument("--offline", action="store_true",
                        help="with --lipsync: score the motion graph's jawOpen without rendering (seconds, not "
                             "minutes; for comparing lip models)")
