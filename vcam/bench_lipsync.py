@@ -94,7 +94,7 @@ def _speech_jobs(media_dir: Path, languages: dict[str, str] | None, tmp: Path, r
     if noisy and jobs:
         import numpy as np
 
-        from vcam.audio_file import load_audio
+        from vcam.audio_file import load_audio, write_wav
 
         speech = [load_audio(j.audio) for j in jobs]
         for k, job in enumerate(list(jobs)):
@@ -157,17 +157,6 @@ def mix_noise(speech, others, rng):
     return out.astype(np.float32)
 
 
-def write_wav(path: Path, pcm, rate: int = 16000) -> None:
-    """``pcm`` (``(n,) float32`` in [-1, 1]) as a 16-bit mono WAV file."""
-    import numpy as np
-
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes((np.clip(pcm, -1.0, 1.0) * 32767.0).astype("<i2").tobytes())
-
-
 def sing_note(word: str, note: int, rate: int = 16000):
     """espeak-ng sings ``word`` held on MIDI ``note``: slowest rate, flat intonation, and the
     pitch setting (``-p``) for the note's frequency, as measured on en-us: ``-p 40`` speaks at
@@ -217,7 +206,9 @@ def sing(wav: Path, rate: int = 16000) -> str | None:
     bed = sum(np.sin(2 * np.pi * np.cumsum(root * k) / rate) for k in (1.0, 2 ** (4 / 12), 2 ** (7 / 12)))
     bed *= 0.6 + 0.4 * np.sin(np.pi * t / 1.5) ** 2
     x = x + bed * (active_rms(x) / active_rms(bed) * 10.0 ** (-SONG_BED_DB / 20.0))
-    write_wav(wav, (x * (0.7 / np.abs(x).max())).astype(np.float32), rate)
+    from vcam.audio_file import write_wav
+
+    write_wav(wav, (x * (0.7 / np.abs(x).max())).astype(np.float32), rate=rate)
     return None
 
 

@@ -672,23 +672,21 @@ def _plan(kind: str, version: int, out_dir: Path, n_utts: int, shards: int, seed
 def _make(plans: list[_Plan], jobs: int) -> None:
     """Make every planned shard in one pool, the slowest kind first (so the quick shards fill the
     last gaps), then write each kind's settings stamp."""
-    work = [w for p in plans for w in p.work]
-    if not work:
+    pending = [p for p in plans if p.work]
+    if not pending:
         return
-    for p in plans:
-        if p.work:
-            p.stamp_path.unlink(missing_ok=True)
+    for p in pending:
+        p.stamp_path.unlink(missing_ok=True)
     # Every shard in a fresh process: libespeak-ng keeps state between utterances that outlives
     # re-initialising it, so a shard made after another in the same process came out different
     # (whichever worker happened to take it), and the weights did not always reproduce.
     import multiprocessing as mp
 
     with mp.get_context("spawn").Pool(max(1, jobs), maxtasksperchild=1) as pool:
-        for path in pool.imap_unordered(_shard_worker, work):
+        for path in pool.imap_unordered(_shard_worker, [w for p in pending for w in p.work]):
             print(f"  {path.name}", file=sys.stderr, flush=True)
-    for p in plans:
-        if p.work:
-            p.stamp_path.write_text(json.dumps(p.stamp))
+    for p in pending:
+        p.stamp_path.write_text(json.dumps(p.stamp))
 
 
 def cache_dir() -> Path:
