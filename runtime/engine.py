@@ -33,6 +33,7 @@ from runtime.errors import GraphError
 from runtime.features import SAMPLE_RATE, LogMelStream
 from runtime.frame_slot import LatestFrameSlot
 from runtime.motion import MotionStage
+from runtime.badge import Badge
 from runtime.render import AvatarTensors, RenderStage
 from runtime.stats import StageTimer
 
@@ -66,8 +67,9 @@ class LiveEngine:
         ``{emotion: (37,) float32}`` from ``runtime.emotion.load_emotion_presets``.
     emotion, intensity, fade_s:
         Starting expression and the cross-fade time.
-    provider, threads, seed:
-        As :class:`runtime.motion.MotionStage` / :class:`runtime.render.RenderStage`.
+    provider, threads, seed, badge:
+        As :class:`runtime.motion.MotionStage` / :class:`runtime.render.RenderStage` (every
+        frame carries the invisible watermark; ``badge`` adds the visible "AI" label).
 
     Thread-safe controls (applied between frames): :meth:`set_audio`, :meth:`set_emotion`,
     :meth:`set_intensity`, :meth:`set_paused`, :meth:`set_avatar`, :meth:`add_output`,
@@ -76,8 +78,10 @@ class LiveEngine:
 
     def __init__(self, avatar: AvatarTensors, *, fps: float, presets: dict[str, np.ndarray],
                  emotion: str = "neutral", intensity: float = 0.8, fade_s: float = 0.3,
-                 provider: str = "auto", threads: int = 0, seed: int | None = None) -> None:
+                 provider: str = "auto", threads: int = 0, seed: int | None = None,
+                 badge: Badge | None = None) -> None:
         self.fps = float(fps)
+        self._badge = badge
         self._provider_req, self._threads, self._seed = provider, threads, seed
         self._motion, self._render = self._open_stages(avatar)
         self._avatar = avatar
@@ -133,7 +137,7 @@ class LiveEngine:
         :class:`MotionStage`); nothing left open if either fails."""
         motion = MotionStage(fps=self.fps, seed=self._seed, provider=provider, threads=self._threads)
         try:
-            return motion, RenderStage(avatar, provider=provider, threads=self._threads)
+            return motion, RenderStage(avatar, provider=provider, threads=self._threads, badge=self._badge)
         except BaseException:
             motion.close()
             raise

@@ -1,7 +1,10 @@
 """RenderStage: the render graph with one avatar bound, motion in, 512x512 frame out.
 
 The graph draws the window of the frame that can move (head, face, neck); the stage keeps
-the still photo in its output frame and copies the window into it after every run.
+the still photo in its output frame and copies the window into it after every run. Every
+frame that leaves the stage carries vcam's invisible watermark (``runtime.watermark``), and
+the visible "AI" badge when one is given: the still is badged and marked once per portrait,
+the window is marked as it is copied in.
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ import numpy as np
 
 from runtime.channels import N_MOTION
 from runtime.errors import GraphError
+from runtime.badge import Badge
 from runtime.graph import GRAPH_DIR, OnnxGraph
+from runtime.watermark import FrameMarker, current_payload, mark_pattern
 
 AVATAR_INPUTS = ("image", "plate", "rig_basis", "rig_maps", "rig_params")
 
@@ -45,11 +50,13 @@ class RenderStage:
     ``threads``: intra-op threads on the CPU, 0 for :data:`DEFAULT_THREADS`; ``provider`` and
     ``copy_inputs`` as :class:`runtime.graph.OnnxGraph` (on a GPU the portrait's tensors are
     copied to the device when they change, the motion vector before every frame).
+    ``badge``: the visible "AI" label drawn on every frame, or ``None``. The invisible
+    watermark is always added; it has no switch.
     A context manager; :meth:`close` is idempotent.
     """
 
     def __init__(self, avatar: AvatarTensors, *, provider: str = "auto", threads: int = 0,
-                 graph_dir=GRAPH_DIR, copy_inputs: bool | None = None) -> None:
+                 graph_dir=GRAPH_DIR, copy_inputs: bool | None = None, badge: Badge | None = None) -> None:
         self._graph = OnnxGraph("render", provider=provider, threads=threads or DEFAULT_THREADS, graph_dir=graph_dir,
                                 copy_inputs=copy_inputs)
         self._buffers: dict[str, np.ndarray] = {}
@@ -62,6 +69,10 @@ class RenderStage:
         self._graph.bind_input("motion", self._motion)
         self._patch = self._graph.output("patch")
         self._frame = np.zeros((512, 512, 3), np.uint8)
+        self._payload = current_payload()
+        self._marker = FrameMarker(np.zeros(self._patch.shape[:2], np.int16))
+        self._badge = badge
+        self._badge_per_frame = False
         self.set_avatar(avatar)  # also places self._window, the frame's view of the patch
         self._closed = False
 
@@ -87,18 +98,27 @@ class RenderStage:
             self._graph.refresh_input(name)
         if avatar.still.shape != self._frame.shape:
             raise GraphError(f"render graph: avatar still frame is {avatar.still.shape}, expected {self._frame.shape}")
-        np.copyto(self._frame, avatar.still)
         x0, y0 = avatar.patch_origin
         h, w = self._patch.shape[:2]
         if not (0 <= x0 <= 512 - w and 0 <= y0 <= 512 - h):
             raise GraphError(f"render graph: window origin {(x0, y0)} puts a {w}x{h} window outside the frame")
+        np.copyto(self._frame, avatar.still)
+        if self._badge is not None:
+            self._badge.draw(self._frame)
+        # The mark follows this portrait's texture; made once here, added to every frame.
+        pattern = mark_pattern(self._frame, self._payload)
+        FrameMarker(pattern).mark(self._frame, self._frame)
+        self._marker.set_pattern(pattern[y0:y0 + h, x0:x0 + w])
+        self._badge_per_frame = self._badge is not None and self._badge.overlaps(x0, y0, w, h)
         self._window = self._frame[y0:y0 + h, x0:x0 + w]
 
     def render(self, motion: np.ndarray) -> np.ndarray:
         """Render one frame for ``motion`` ``(43,) float32``; returns :attr:`frame`."""
         self._motion[0] = motion
         self._graph.run()
-        np.copyto(self._window, self._patch)
+        self._marker.mark(self._patch, self._window)
+        if self._badge_per_frame:
+            self._badge.draw(self._frame)
         return self._frame
 
     def close(self) -> None:

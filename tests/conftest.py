@@ -6,6 +6,16 @@ import pytest
 
 from vcam.assets import ASSETS_DIR
 
+@pytest.fixture(scope="session", autouse=True)
+def private_user_config(tmp_path_factory):
+    """Every test (and every ``vcam`` it starts) sees an empty user config folder of its own,
+    so the Content Credentials key that renders make never lands in the real one."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("user-config")))
+    yield
+    patch.undo()
+
+
 SAMPLE_PHOTOS = {
     "painting": ASSETS_DIR / "painting_thomas_jefferson_rembrandt_peale.jpg",
     "astronaut": ASSETS_DIR / "photo_astronaut_eileen_collins.png",

@@ -1,7 +1,8 @@
 """The ``vcam`` command: argv -> settings -> a job, and errors -> one line and an exit status.
 
-Exit status: 0 done; 1 an operating-system error (disk full, permission denied); 2 a usage,
-input or configuration error (``VcamError``); 130 interrupted. Errors are one line on
+Exit status: 0 done; 1 an operating-system error (disk full, permission denied), or for
+``vcam verify`` a file without vcam's mark; 2 a usage, input or configuration error
+(``VcamError``); 130 interrupted. Errors are one line on
 stderr (``vcam: error: ...``) without a traceback; ``-v`` logs the traceback as well.
 """
 
@@ -24,6 +25,7 @@ log = logging.getLogger("vcam")
 
 EXIT_OK = 0
 EXIT_OS_ERROR = 1
+EXIT_NOT_FOUND = 1  # vcam verify: some file carries no vcam mark
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
@@ -108,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument(
         "--motion-out", type=Path, metavar="M.csv", help="also write the motion channels per frame as CSV"
     )
+    render.add_argument("--no-badge", action="store_true",
+                        help="no visible \"AI\" badge (default: [provenance] badge); the invisible watermark stays")
     render.set_defaults(run=_render, subparser=render)
 
     bench = sub.add_parser(
@@ -167,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-hotkeys", action="store_true", help="no global hotkeys")
     run.add_argument("--seed", type=_int_range(0, 2**32 - 1), metavar="N",
                      help="random seed for blinks and head motion (default: a new one each run)")
+    run.add_argument("--no-badge", action="store_true",
+                     help="no visible \"AI\" badge (default: [provenance] badge); the invisible watermark stays")
     run.set_defaults(run=_run_live, subparser=run)
 
     devices = sub.add_parser(
@@ -177,6 +183,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     devices.add_argument("--json", action="store_true", help="print as JSON")
     devices.set_defaults(run=_devices, subparser=devices)
+
+    verify = sub.add_parser(
+        "verify",
+        parents=[common],
+        help="tell whether pictures or videos were made by vcam",
+        description="Look for vcam's invisible watermark (and Content Credentials) in pictures and videos. "
+                    "Exit status: 0 every file was made by vcam, 1 some file was not, 2 a file could not be read.",
+    )
+    verify.add_argument("files", nargs="+", type=Path, metavar="FILE",
+                        help="videos (mp4, mkv, webm, mov, y4m) or pictures (png, jpg, webp)")
+    verify.add_argument("--json", action="store_true", help="print one JSON object per file, as a list")
+    verify.set_defaults(run=_verify, subparser=verify)
     return parser
 
 
@@ -201,7 +219,7 @@ def _render(args: argparse.Namespace) -> int:
     from vcam.progress import Progress
     from vcam.settings import load_settings
 
-    settings = _with_face_width(load_settings(args.config), args.face_width)
+    settings = _without_badge(_with_face_width(load_settings(args.config), args.face_width), args.no_badge)
     render_job = importlib.import_module("vcam.render_job")
     with Progress("render") as progress:
         render_job.render_file(
@@ -268,13 +286,35 @@ def _devices(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _verify(args: argparse.Namespace) -> int:
+    from vcam.provenance.verify import verify_file
+
+    verdicts, failed = [], False
+    for path in args.files:
+        try:
+            verdict = verify_file(path)
+        except VcamError as e:
+            failed = True
+            _error(str(e))
+            continue
+        verdicts.append(verdict)
+        if not args.json:
+            sys.stdout.write(verdict.line() + "\n")
+            sys.stdout.flush()
+    if args.json:
+        sys.stdout.write(json.dumps([v.to_json() for v in verdicts], indent=2) + "\n")
+    if failed:
+        return EXIT_USAGE
+    return EXIT_OK if all(v.made_by_vcam for v in verdicts) else EXIT_NOT_FOUND
+
+
 def _run_live(args: argparse.Namespace) -> int:
     from vcam import assets
     from vcam.daemon import Daemon, LiveOptions
     from vcam.recent import recent_photos
     from vcam.settings import load_settings
 
-    settings = _with_face_width(load_settings(args.config), args.face_width)
+    settings = _without_badge(_with_face_width(load_settings(args.config), args.face_width), args.no_badge)
     live = settings.live
     if args.photo is not None:
         photo = args.photo
@@ -302,6 +342,8 @@ def _run_live(args: argparse.Namespace) -> int:
         hotkeys=live.hotkeys and not args.no_hotkeys,
         hotkey_bindings=settings.hotkeys,
         seed=args.seed,
+        badge=settings.provenance.badge,
+        badge_corner=settings.provenance.badge_corner,
     )
     with Daemon(opts) as daemon:
         where = ", ".join(outputs)
@@ -361,6 +403,15 @@ def _with_face_width(settings, face_width: float | None):
     import dataclasses
 
     return dataclasses.replace(settings, enroll=dataclasses.replace(settings.enroll, face_width_frac=face_width))
+
+
+def _without_badge(settings, no_badge: bool):
+    """``settings`` with ``[provenance] badge`` off when ``--no-badge`` was given."""
+    if not no_badge:
+        return settings
+    import dataclasses
+
+    return dataclasses.replace(settings, provenance=dataclasses.replace(settings.provenance, badge=False))
 
 
 def _setup_logging(verbose: bool) -> None:

@@ -52,6 +52,8 @@ class LiveOptions:
     control: bool = True
     control_address: str | None = None
     seed: int | None = None
+    badge: bool = True
+    badge_corner: str = "bottom-right"
 
 
 class _Output:
@@ -148,6 +150,7 @@ class Daemon:
 
     def _open(self) -> None:
         from runtime.emotion import load_emotion_presets
+        from runtime.badge import Badge
         from runtime.engine import LiveEngine
         from vcam.avatar import load_avatar
         from vcam.recent import remember_photo
@@ -161,7 +164,8 @@ class Daemon:
         remember_photo(self.photo)
         self.engine = LiveEngine(avatar, fps=opts.fps, presets=load_emotion_presets(), emotion=opts.emotion,
                                  intensity=opts.intensity, fade_s=opts.fade_s, provider=opts.provider,
-                                 threads=opts.threads, seed=opts.seed)
+                                 threads=opts.threads, seed=opts.seed,
+                                 badge=Badge.make(opts.badge_corner) if opts.badge else None)
         for spec in dict.fromkeys(opts.outputs):
             self._add_output(spec)
         try:

@@ -86,6 +86,8 @@ def render_file(photo, audio, out, *, settings, emotion: str, intensity: float, 
     from runtime.motion import MotionStage
     from runtime.render import RenderStage
     from vcam.audio_file import load_audio
+    from vcam.provenance.badge import make_badge
+    from vcam.provenance.credentials import content_credentials
     from vcam.avatar import load_avatar
     from vcam.sinks.mp4 import Mp4Sink
     from vcam.sinks.threaded import ThreadedSink
@@ -110,9 +112,9 @@ def render_file(photo, audio, out, *, settings, emotion: str, intensity: float, 
     csv_tmp = None
     rows = np.zeros((n_frames, 1 + len(MOTION)), np.float32) if motion_csv else None
     with MotionStage(fps=fps, seed=seed, provider=provider, threads=threads) as motion_stage, \
-            RenderStage(avatar, provider=provider, threads=threads) as render_stage, \
+            RenderStage(avatar, provider=provider, threads=threads, badge=make_badge(settings)) as render_stage, \
             ThreadedSink(Mp4Sink(out, fps=fps, audio=pcm48, audio_rate=48000, crf=settings.render.crf,
-                                 preset=settings.render.preset)) as sink:
+                                 preset=settings.render.preset, sign=content_credentials(out))) as sink:
         window = motion_stage.mel_buffer  # (n_mels, W) float32, bound to the graph
         windows = FileWindows(mel, window.shape[1])
         if progress is not None:

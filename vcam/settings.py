@@ -31,6 +31,7 @@ X264_PRESETS = (
     "veryslow",
 )
 PROVIDERS = ("auto", "cpu", "cuda")
+BADGE_CORNERS = ("bottom-right", "bottom-left", "top-right", "top-left")  # as runtime.badge.CORNERS
 
 
 # -- value checks: each turns a TOML value into the field's type or says what it expected --
@@ -193,6 +194,14 @@ class HotkeysConfig:
 
 
 @dataclass(frozen=True)
+class ProvenanceConfig:
+    """``[provenance]``: the visible "AI" badge (the invisible watermark has no setting)."""
+
+    badge: bool = _key(_Bool())
+    badge_corner: str = _key(_Choice(BADGE_CORNERS))
+
+
+@dataclass(frozen=True)
 class Settings:
     """All sections, plus the files they came from (defaults first)."""
 
@@ -202,6 +211,7 @@ class Settings:
     emotion: EmotionConfig
     live: LiveConfig
     hotkeys: HotkeysConfig
+    provenance: ProvenanceConfig
     files: tuple[Path, ...]
 
 
@@ -212,6 +222,7 @@ _SECTIONS: dict[str, type] = {
     "emotion": EmotionConfig,
     "live": LiveConfig,
     "hotkeys": HotkeysConfig,
+    "provenance": ProvenanceConfig,
 }
 
 

@@ -3,7 +3,8 @@
 Frames are encoded as they arrive; the audio track is given up front and muxed alongside the
 video, so packets interleave. Everything goes to a hidden temporary file next to the target,
 renamed into place by a successful ``close()``; ``abort()`` (or an exception inside the
-``with`` block) deletes it, so a failed render leaves nothing behind.
+``with`` block) deletes it, so a failed render leaves nothing behind. A ``sign`` step, when
+given, turns the finished file into a signed copy before the rename (Content Credentials).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 import numbers
 import os
 import secrets
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
@@ -40,7 +42,9 @@ class Mp4Sink:
     Frame ``i`` gets ``pts = i`` in time base ``1/fps``, so the file holds exactly the frames
     written, at a constant rate. ``audio`` is ``(n,) float32`` mono in ``[-1, 1]`` at
     ``audio_rate`` Hz, muxed in full (the file lasts as long as the longer track), or
-    ``None`` for a silent video.
+    ``None`` for a silent video. ``sign(src, dst)``, when given, writes a signed copy of the
+    finished file ``src`` to ``dst`` (see ``vcam.provenance.credentials.sign_mp4``); a failure
+    there fails :meth:`close` and leaves nothing at ``path``.
 
     Use as a context manager; ``close()`` is idempotent.
     """
@@ -56,6 +60,7 @@ class Mp4Sink:
         audio_rate: int = 16000,
         crf: int = 18,
         preset: str = "veryfast",
+        sign: Callable[[Path, Path], None] | None = None,
     ) -> None:
         self.path = Path(path)
         if not isinstance(fps, numbers.Integral) or fps <= 0:
@@ -67,6 +72,7 @@ class Mp4Sink:
         self._convert = I420Converter(width, height)
         self._audio = _prepare_audio(audio, audio_rate)
         self._audio_pos = 0  # samples of self._audio already sent to the encoder
+        self._sign = sign
 
         parent = self.path.parent
         if not parent.is_dir():
@@ -146,6 +152,13 @@ class Mp4Sink:
                 self._mux(self._audio_stream.encode(None))
             self._mux(self._video.encode(None))
             self._container.close()
+            if self._sign is not None:
+                signed = self._tmp.with_name(self._tmp.name + ".signed")
+                try:
+                    self._sign(self._tmp, signed)
+                    os.replace(signed, self._tmp)
+                finally:
+                    signed.unlink(missing_ok=True)
             os.replace(self._tmp, self.path)
         except BaseException:
             self.abort()

@@ -1,0 +1,108 @@
+"""Read a picture or a video as the luma the watermark detector looks at.
+
+A video's frames are averaged: the mark is the same in every frame and adds up, while the
+moving face and the codec's noise average out. At most :data:`MAX_FRAMES` frames are used,
+spread over the whole video, so a long video costs little more than a short one to check.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from runtime.errors import InputError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".mov", ".y4m", ".avi", ".m4v")
+#: Frames averaged from one video, at most.
+MAX_FRAMES = 200
+
+
+@dataclass(frozen=True, slots=True)
+class LumaImage:
+    """``luma`` ``(H, W) float64`` 0..255 (a video's: its frames' mean); ``kind`` "image" or
+    "video"; ``frames`` averaged; ``duration_s`` of a video (0 for a picture)."""
+
+    luma: np.ndarray
+    kind: str
+    frames: int
+    duration_s: float
+
+
+def read_luma(path: str | Path) -> LumaImage:
+    """Read ``path`` (any picture Pillow opens, any video PyAV opens) as luma.
+
+    Raises ``InputError`` naming the file when it is missing, a folder, or neither."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"file not found: {path}")
+    if path.is_dir():
+        raise InputError(f"not a picture or video: {path} (it is a folder)")
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return _read_image(path)
+    try:
+        return _read_video(path)
+    except InputError:
+        if path.suffix.lower() in VIDEO_SUFFIXES:
+            raise
+        return _read_image(path)
+
+
+def _read_image(path: Path) -> LumaImage:
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(path) as image:
+            image = ImageOps.exif_transpose(image)
+            luma = np.asarray(image.convert("L"), np.float64)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise InputError(f"cannot read {path} as a picture or video ({e}); "
+                         "give a video (mp4, mkv, webm, mov, y4m) or a picture (png, jpg, webp)") from None
+    return LumaImage(luma, "image", 1, 0.0)
+
+
+def _read_video(path: Path) -> LumaImage:
+    import av
+
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, OSError) as e:
+        raise InputError(f"cannot read {path} as a picture or video ({getattr(e, 'strerror', None) or e}); "
+                         "give a video (mp4, mkv, webm, mov, y4m) or a picture (png, jpg, webp)") from None
+    with container:
+        if not container.streams.video:
+            raise InputError(f"no video in {path}")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        total = stream.frames or 0
+        if not total and stream.duration and stream.average_rate:
+            total = int(stream.duration * stream.time_base * stream.average_rate)
+        step = max(1, -(-total // MAX_FRAMES)) if total else 1
+        acc = None
+        used = seen = 0
+        last_t = 0.0
+        try:
+            for frame in container.decode(stream):
+                if frame.time is not None:
+                    last_t = float(frame.time)
+                seen += 1
+                if (seen - 1) % step:
+                    continue
+                y = frame.to_ndarray(format="gray")
+                if acc is None:
+                    acc = np.zeros(y.shape, np.float64)
+                if y.shape != acc.shape:
+                    continue  # a mid-stream size change: keep the first size
+                acc += y
+                used += 1
+                if used >= MAX_FRAMES and total == 0:
+                    break
+        except av.error.FFmpegError as e:
+            if not used:
+                raise InputError(f"cannot decode the video in {path} ({e})") from None
+        if not used:
+            raise InputError(f"no frames in {path}")
+        rate = float(stream.average_rate) if stream.average_rate else 25.0
+    return LumaImage(acc / used, "video", used, last_t + 1.0 / rate)
