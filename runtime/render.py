@@ -2,9 +2,10 @@
 
 The graph draws the window of the frame that can move (head, face, neck); the stage keeps
 the still photo in its output frame and copies the window into it after every run. Every
-frame that leaves the stage carries vcam's invisible watermark (``runtime.watermark``), and
-the visible "AI" badge when one is given: the still is badged and marked once per portrait,
-the window is marked as it is copied in.
+frame that leaves the stage carries vcam's invisible watermark (``runtime.watermark``): it is
+added to the portrait's tensors and still once, when the portrait is set, so the graph draws
+it as part of the face and background. The visible "AI" badge, when one is given, is drawn
+over the still once, and over each frame only where the moving window covers it.
 """
 
 from __future__ import annotations
@@ -13,13 +14,31 @@ from typing import Protocol
 
 import numpy as np
 
-from runtime.channels import N_MOTION
+from runtime.channels import INDEX, N_MOTION
 from runtime.errors import GraphError
 from runtime.badge import Badge
 from runtime.graph import GRAPH_DIR, OnnxGraph
-from runtime.watermark import FrameMarker, current_payload, mark_pattern
+from runtime.watermark import apply_mark, box_mean, current_payload, luma, mark_pattern
 
 AVATAR_INPUTS = ("image", "plate", "rig_basis", "rig_maps", "rig_params")
+
+#: Expressions rendered once per portrait to find where the face moves (blendshape: value;
+#: no head motion). Together they move every part of the face the blendshapes reach.
+EXPRESSION_PROBES = (
+    {"jawOpen": 1.0, "mouthFunnel": 0.5, "mouthUpperUpLeft": 1.0, "mouthUpperUpRight": 1.0,
+     "mouthLowerDownLeft": 1.0, "mouthLowerDownRight": 1.0, "eyeWideLeft": 1.0, "eyeWideRight": 1.0,
+     "browInnerUp": 1.0, "browOuterUpLeft": 1.0, "browOuterUpRight": 1.0, "eyeLookUpLeft": 1.0,
+     "eyeLookUpRight": 1.0},
+    {"mouthSmileLeft": 1.0, "mouthSmileRight": 1.0, "cheekSquintLeft": 1.0, "cheekSquintRight": 1.0,
+     "mouthStretchLeft": 1.0, "mouthStretchRight": 1.0, "eyeBlinkLeft": 1.0, "eyeBlinkRight": 1.0,
+     "browDownLeft": 1.0, "browDownRight": 1.0, "eyeLookDownLeft": 1.0, "eyeLookDownRight": 1.0},
+    {"mouthPucker": 1.0, "mouthFrownLeft": 1.0, "mouthFrownRight": 1.0, "mouthPressLeft": 1.0,
+     "mouthPressRight": 1.0, "eyeLookInLeft": 1.0, "eyeLookOutRight": 1.0},
+    {"mouthClose": 1.0, "eyeLookOutLeft": 1.0, "eyeLookInRight": 1.0, "eyeSquintLeft": 1.0,
+     "eyeSquintRight": 1.0},
+)
+#: Luma change (levels, averaged over 13x13 px) from which a pixel counts as fully moving.
+MOVING_LEVELS = 3.0
 
 #: Intra-op threads of the render graph when none are asked for. One: its kernels are small
 #: or parallel over a few channels only, and waking onnxruntime's sleeping pool for each costs
@@ -70,7 +89,6 @@ class RenderStage:
         self._patch = self._graph.output("patch")
         self._frame = np.zeros((512, 512, 3), np.uint8)
         self._payload = current_payload()
-        self._marker = FrameMarker(np.zeros(self._patch.shape[:2], np.int16))
         self._badge = badge
         self._badge_per_frame = False
         self.set_avatar(avatar)  # also places self._window, the frame's view of the patch
@@ -102,21 +120,44 @@ class RenderStage:
         h, w = self._patch.shape[:2]
         if not (0 <= x0 <= 512 - w and 0 <= y0 <= 512 - h):
             raise GraphError(f"render graph: window origin {(x0, y0)} puts a {w}x{h} window outside the frame")
-        np.copyto(self._frame, avatar.still)
+        # The mark goes into the portrait itself (image, background plate and still), so it
+        # moves with the face as the face's own texture does and costs nothing per frame; it
+        # follows the photo's texture and leaves out where the face moves (see watermark.py).
+        quiet = np.zeros(self._frame.shape[:2])
+        quiet[y0:y0 + h, x0:x0 + w] = self._moving_region()
+        pattern = mark_pattern(avatar.still, self._payload, quiet)
+        levels = pattern.astype(np.float32) * np.float32(1.0 / 255.0)
+        for name, region in (("image", levels), ("plate", levels[y0:y0 + h, x0:x0 + w])):
+            buf = self._buffers[name]
+            np.clip(buf + region, 0.0, 1.0, out=buf)
+            self._graph.refresh_input(name)
+        apply_mark(avatar.still, pattern, out=self._frame)
         if self._badge is not None:
             self._badge.draw(self._frame)
-        # The mark follows this portrait's texture; made once here, added to every frame.
-        pattern = mark_pattern(self._frame, self._payload)
-        FrameMarker(pattern).mark(self._frame, self._frame)
-        self._marker.set_pattern(pattern[y0:y0 + h, x0:x0 + w])
         self._badge_per_frame = self._badge is not None and self._badge.overlaps(x0, y0, w, h)
         self._window = self._frame[y0:y0 + h, x0:x0 + w]
+
+    def _moving_region(self) -> np.ndarray:
+        """``(PATCH_H, PATCH_W) float64`` 0..1: where the window's pixels change under the
+        :data:`EXPRESSION_PROBES` (renders the graph ``1 + len(EXPRESSION_PROBES)`` times)."""
+        self._motion[:] = 0.0
+        self._graph.run()
+        rest = luma(self._patch)
+        change = np.zeros(rest.shape, np.float32)
+        for probe in EXPRESSION_PROBES:
+            self._motion[:] = 0.0
+            for name, value in probe.items():
+                self._motion[0, INDEX[name]] = value
+            self._graph.run()
+            np.maximum(change, np.abs(luma(self._patch) - rest), out=change)
+        self._motion[:] = 0.0
+        return np.clip(box_mean(change.astype(np.float64), 6) / MOVING_LEVELS, 0.0, 1.0)
 
     def render(self, motion: np.ndarray) -> np.ndarray:
         """Render one frame for ``motion`` ``(43,) float32``; returns :attr:`frame`."""
         self._motion[0] = motion
         self._graph.run()
-        self._marker.mark(self._patch, self._window)
+        np.copyto(self._window, self._patch)
         if self._badge_per_frame:
             self._badge.draw(self._frame)
         return self._frame

@@ -13,9 +13,9 @@ release. The amplitude follows the photo's local texture: up to 4 levels in hair
 where the eye does not see it and the encoder keeps it, 0.6 on flat skin and walls, where a
 stronger mark shows as grain; the whole is held to 42.5 dB PSNR or more.
 
-Embedding is written here, in numpy, because it runs on the real-time path: the pattern for
-a portrait is made once (:func:`mark_pattern`), and marking a frame is one add and one clip
-into preallocated buffers (:class:`FrameMarker`).
+The pattern for a portrait is made once (:func:`mark_pattern`) and added to the portrait
+itself (``runtime.render.RenderStage``): the render graph then draws it as part of the face
+and background, so it moves with them and costs nothing per frame.
 """
 
 from __future__ import annotations
@@ -48,6 +48,10 @@ AMP_FLAT = 0.6
 AMP_PER_STD = 0.2
 AMP_MAX = 4.0
 TEXTURE_RADIUS = 4
+#: Share of the amplitude left where the face moves (``quiet`` in :func:`mark_pattern`): the
+#: eyes, brows and mouth look exactly as the photo has them, and what a face tracker reads of
+#: them (lip gap, blinks, brows) stays as it was.
+QUIET_GAIN = 0.0
 #: The mark's RMS over the whole frame is held at most this (levels): PSNR >= 42.5 dB on any
 #: portrait, however busy (the whole amplitude map is scaled down where it would be more).
 RMS_MAX = 1.9
@@ -167,15 +171,19 @@ def luma(rgb: np.ndarray) -> np.ndarray:
     return rgb[..., 0] * np.float32(0.299) + rgb[..., 1] * np.float32(0.587) + rgb[..., 2] * np.float32(0.114)
 
 
-def mark_pattern(still: np.ndarray, payload: Payload | None = None) -> np.ndarray:
+def mark_pattern(still: np.ndarray, payload: Payload | None = None, quiet: np.ndarray | None = None) -> np.ndarray:
     """``(H, W) int16``: the mark, in 8-bit levels, for a portrait whose still frame is
-    ``still`` ``(H, W, 3) uint8``. Made once per portrait; added to every frame's luma."""
+    ``still`` ``(H, W, 3) uint8``. Made once per portrait; added to every frame's luma.
+    ``quiet`` ``(H, W) float`` 0..1, where given, is where the face moves (eyes, brows,
+    mouth): there the amplitude falls to :data:`QUIET_GAIN` of its value."""
     h, w = still.shape[:2]
     tile = mark_tile(payload or current_payload())
     pattern = np.tile(tile, (-(-h // TILE), -(-w // TILE)))[:h, :w]
     y = luma(still).astype(np.float64)
     var = np.maximum(box_mean(y * y, TEXTURE_RADIUS) - box_mean(y, TEXTURE_RADIUS) ** 2, 0.0)
     amp = np.clip(AMP_FLAT + AMP_PER_STD * np.sqrt(var), AMP_FLAT, AMP_MAX)
+    if quiet is not None:
+        amp *= 1.0 - (1.0 - QUIET_GAIN) * np.clip(quiet, 0.0, 1.0)
     mark = amp * pattern
     rms = float(np.sqrt(np.mean(mark * mark)))
     if rms > RMS_MAX:
@@ -183,33 +191,16 @@ def mark_pattern(still: np.ndarray, payload: Payload | None = None) -> np.ndarra
     return np.rint(mark).astype(np.int16)
 
 
-class FrameMarker:
-    """Adds a portrait's mark to frames, or to a fixed region of them, without allocating.
-
-    ``pattern`` ``(H, W) int16`` as :func:`mark_pattern`; :meth:`mark` writes
-    ``clip(src + pattern, 0, 255)`` into ``dst`` (both ``(H, W, 3) uint8``; they may be the
-    same array). One int16 buffer is made here and reused for every frame.
-    """
-
-    def __init__(self, pattern: np.ndarray) -> None:
-        if pattern.ndim != 2 or pattern.dtype != np.int16:
-            raise ValueError(f"mark pattern must be (H, W) int16, got {pattern.shape} {pattern.dtype}")
-        self._pattern = pattern[:, :, None]
-        self._sum = np.empty((*pattern.shape, 3), np.int16)
-
-    def mark(self, src: np.ndarray, dst: np.ndarray) -> None:
-        """``dst = clip(src + pattern, 0, 255)`` for ``(H, W, 3) uint8`` arrays."""
-        np.add(src, self._pattern, out=self._sum)
-        np.clip(self._sum, 0, 255, out=self._sum)
-        np.copyto(dst, self._sum, casting="unsafe")
-
-    def set_pattern(self, pattern: np.ndarray) -> None:
-        """Replace the pattern (same shape) in place, between frames."""
-        np.copyto(self._pattern[:, :, 0], pattern)
+def apply_mark(rgb: np.ndarray, pattern: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``clip(rgb + pattern, 0, 255)``: ``rgb`` ``(H, W, 3) uint8`` with the ``(H, W) int16``
+    mark added to every channel (so to the luma), into ``out`` where given."""
+    marked = np.clip(rgb.astype(np.int16) + pattern[:, :, None], 0, 255)
+    if out is None:
+        return marked.astype(np.uint8)
+    np.copyto(out, marked, casting="unsafe")
+    return out
 
 
 def mark_frame(frame: np.ndarray, payload: Payload | None = None) -> np.ndarray:
-    """A marked copy of one ``(H, W, 3) uint8`` frame (offline use: tests, stills)."""
-    out = np.empty_like(frame)
-    FrameMarker(mark_pattern(frame, payload)).mark(frame, out)
-    return out
+    """A marked copy of one ``(H, W, 3) uint8`` picture (tests, benchmarks)."""
+    return apply_mark(frame, mark_pattern(frame, payload))

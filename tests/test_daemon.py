@@ -719,6 +719,30 @@ def test_a_provider_that_fails_to_load_falls_back_to_the_cpu(pulse_null_sink, da
     assert "Traceback" not in err
 
 
+@pytest.mark.slow
+def test_live_frames_saved_as_mp4_verify_as_made_by_vcam(pulse_null_sink, daemons, workdir):
+    """Frames taken from ``vcam run --output -`` and saved as an MP4 carry the watermark (and
+    the badge): ``vcam verify`` says so. The daemon runs with its default settings."""
+    d = daemons("--photo", str(PAINTING), "--audio", pulse_null_sink.monitor, "--no-hotkeys")
+    d.wait_started()
+    d.wait_frames(len(d.reader) + 40, timeout=10.0)
+    d.kill()
+    y4m = workdir / "live.y4m"
+    with open(y4m, "wb") as f:
+        f.write(d.reader.header)
+        for frame in d.reader.frames[-40:]:
+            f.write(b"FRAME\n" + frame)
+    mp4 = workdir / "live.mp4"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(y4m), "-c:v", "libx264", "-crf", "23", str(mp4)],
+                   check=True, timeout=60)
+    r = subprocess.run([sys.executable, "-m", "vcam", "verify", str(mp4), str(y4m)], capture_output=True, text=True,
+                       cwd=REPO, timeout=120, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count("made by vcam (confidence") == 2, r.stdout
+    y = np.frombuffer(d.reader.frames[-1], np.uint8)[:SIZE * SIZE].reshape(SIZE, SIZE)
+    assert y[482:502, 468:502].max() > 200  # the badge's white "AI", bottom right
+
+
 def test_a_photo_that_is_no_image_exits_2_with_one_line(workdir):
     text = workdir / "notes.txt"
     text.write_text("not a picture\n")

@@ -138,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--live", action="store_true",
                        help="instead: measure the live webcam's audio->mouth latency and frame rate from outside "
                             "(needs PulseAudio or PipeWire)")
+    bench.add_argument("--provenance", action="store_true",
+                       help="instead: render the portraits, transform the videos with ffmpeg as calls and uploads "
+                            "do, and measure the watermark's survival, false positives, PSNR and cost")
     bench.add_argument("--trials", type=_int_range(3, 1000), metavar="N", default=20,
                        help="speech onsets played for --live (default 20)")
     bench.add_argument("--media", type=Path, metavar="DIR", default=Path("../shared/media/audio"),
@@ -272,6 +275,15 @@ def _bench(args: argparse.Namespace) -> int:
                                 provider=args.provider or "cpu")
         sys.stdout.write((json.dumps(result, indent=2) if args.json else bench_live.table(result, machine_line()))
                          + "\n")
+        return EXIT_OK
+    if args.provenance:
+        from vcam import assets, bench_provenance
+        from vcam.bench import machine_line
+
+        photos = [args.photo] if args.photo else [assets.SAMPLE_PHOTO, *assets.EXTRA_PHOTOS]
+        result = bench_provenance.run(photos, args.audio or assets.SAMPLE_AUDIO, provider=args.provider or "cpu")
+        sys.stdout.write((json.dumps(result, indent=2) if args.json else
+                          bench_provenance.table(result, machine_line())) + "\n")
         return EXIT_OK
     bench = importlib.import_module("vcam.bench")
     status = bench.main(args)
