@@ -184,8 +184,10 @@ def test_the_graph_draws_the_mark_as_part_of_the_portrait(sample_avatars, monkey
     with RenderStage(avatar, provider="cpu") as bare:
         plain = bare.render(rest).astype(int)
     assert np.abs(mark).max() > 0
-    off = np.abs((marked - plain) - mark)  # rounding: the graph's float colour against the integer still
-    assert off.max() <= 2 and (off > 1).mean() < 1e-3
+    # Rounding (the graph's float colour against the integer still), and at most 3 levels on a
+    # few pixels of the window's edge columns, where the graph clamps its sampling.
+    off = np.abs((marked - plain) - mark)
+    assert off.max() <= 3 and (off > 1).mean() < 1e-3
     assert d.found and d.payload == current_payload(), d
 
 
@@ -340,3 +342,29 @@ def test_the_badge_follows_the_settings(tmp_path):
     bad.write_text('[provenance]\nbadge_corner = "middle"\n')
     with pytest.raises(ConfigError, match=r"\[provenance\] badge_corner"):
         load_settings(bad)
+
+
+# --------------------------------------------------------------------------- the benchmark
+
+
+@pytest.mark.slow
+@needs_ffmpeg
+def test_bench_provenance_finds_the_mark_in_every_variant_and_nothing_else(tmp_path):
+    """``vcam bench --provenance`` on one portrait (and its flat illustration) and 5 s of speech:
+    every video transformed as the issue lists carries the mark and its payload (the two
+    transformations at once are reported, not required), none of the unmarked media does."""
+    from vcam import bench_provenance
+    from vcam.audio_file import load_audio, write_wav
+
+    speech = tmp_path / "speech.wav"
+    write_wav(speech, load_audio(SPEECH)[:80000])  # 5 s: frame 100 and the cut (3-5 s) are in it
+    result = bench_provenance.run([ASSETS_DIR / "painting_thomas_jefferson_rembrandt_peale.jpg"], speech)
+    required = [r for r in result["rows"] if r["transform"] not in bench_provenance.STRESS]
+    missed = [r for r in required if not (r["found"] and r["payload"])]
+    assert not missed, missed
+    assert len(result["rows"]) == 2 * (1 + len(bench_provenance.TRANSFORMS))
+    assert result["negatives"] and not [n for n in result["negatives"] if n["found"]], result["negatives"]
+    assert min(result["psnr"].values()) >= 42.0
+    assert result["cost_ms"]["marking per frame"] == 0.0
+    text = bench_provenance.table(result, "test machine")
+    assert "| h264 crf 32 |" in text and "False positives: 0 of" in text

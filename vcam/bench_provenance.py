@@ -44,6 +44,10 @@ TRANSFORMS: dict[str, tuple[list[str], str]] = {
 }
 
 
+#: Rows beyond the issue's list: two transformations at once, as a stress test.
+STRESS = ("360p + 400 kbps", "crop 20 % + crf 32")
+
+
 def _ffmpeg(*args: str) -> None:
     if shutil.which("ffmpeg") is None:
         raise InputError("vcam bench --provenance needs the ffmpeg command (Debian: apt install ffmpeg)")

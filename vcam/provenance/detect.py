@@ -25,18 +25,26 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from runtime.watermark import (AMP_FLAT, AMP_MAX, AMP_PER_STD, TEXTURE_RADIUS, TILE, Payload, band_mask,
-                               box_mean, decode_payload, key_tiles, shifts_word)
+from runtime.watermark import (FORMAT_VERSION, TEXTURE_RADIUS, TILE, Payload, band_mask, box_mean, decode_payload,
+                               key_tiles, mark_amplitude, shifts_word)
 
 #: Key A's correlation z-score from which the mark counts as found. Unmarked photos and
 #: videos read at most ~5 here (``vcam bench --provenance``); marked ones 8 and up.
 Z_FOUND = 6.5
+#: Z-score each of keys B and C must reach for the payload to be read (CRC-4 alone would
+#: let 1 in 16 misreadings through).
+Z_PAYLOAD = 5.0
+#: Radius (tile pixels) of key A's peak taken as the template B's and C's peaks are matched to.
+PEAK_RADIUS = 4
 #: Periods searched: scales from 0.3 (a 512 frame shown at 154 px) to 2.0 (upscaled 2x).
 SCALE_RANGE = (0.3, 2.0)
 #: Candidate periods kept from the autocorrelation, before refining.
 CANDIDATES = 6
-#: Relative steps of the fine search around each candidate period.
+#: Relative steps of the fine search around the two best candidate periods.
 REFINE_STEPS = np.linspace(-0.012, 0.012, 9)
+#: Pictures whose shorter side is at least this are averaged 2x2 (again, until it is less):
+#: a 720p or larger copy.
+BIG_SIDE = 700
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +72,7 @@ def weigh(y: np.ndarray) -> np.ndarray:
     detail = y - box_mean(y, 3)
     mean = box_mean(y, TEXTURE_RADIUS)
     var = np.maximum(box_mean(y * y, TEXTURE_RADIUS) - mean * mean, 0.0)
-    amp = np.clip(AMP_FLAT + AMP_PER_STD * np.sqrt(var), AMP_FLAT, AMP_MAX)
-    return detail * amp / (var + NOISE_VAR)
+    return detail * mark_amplitude(y) / (var + NOISE_VAR)
 
 
 def whiten(y: np.ndarray) -> np.ndarray:
@@ -147,16 +154,20 @@ def fold(r: np.ndarray, period: float) -> np.ndarray:
     return _fold_matrix(r.shape[0], scale) @ r.astype(np.float64) @ _fold_matrix(r.shape[1], scale).T
 
 
+def _cross_spectra(tile: np.ndarray) -> np.ndarray:
+    """``(3, TILE, TILE) complex``: the phase-only cross-power spectra of a folded tile with
+    keys A, B, C over the keys' band (their inverse FFTs are the correlation surfaces)."""
+    spectrum = np.fft.fft2(tile)
+    spectrum = np.where(band_mask(), spectrum / (np.abs(spectrum) + 1e-12), 0.0)
+    return spectrum[None] * np.fft.fft2(key_tiles()).conj()
+
+
 def correlate(tile: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Phase correlation of a folded tile with keys A, B, C over the keys' band.
 
     Returns ``(peaks, z)``: ``peaks`` ``(3, 2)`` sub-pixel ``(dy, dx)`` of each key's peak and
     ``z`` ``(3,)`` each peak's z-score over the correlation surface."""
-    keep = band_mask()
-    spectrum = np.fft.fft2(tile)
-    spectrum = np.where(keep, spectrum / (np.abs(spectrum) + 1e-12), 0.0)
-    keys = np.fft.fft2(key_tiles())
-    surfaces = np.fft.ifft2(spectrum[None] * keys.conj()).real
+    surfaces = np.fft.ifft2(_cross_spectra(tile)).real
     peaks = np.zeros((3, 2))
     z = np.zeros(3)
     for k, s in enumerate(surfaces):
@@ -173,11 +184,37 @@ def _subpixel(a: float, b: float, c: float) -> float:
     return float(np.clip(0.5 * (a - c) / denom, -0.5, 0.5)) if denom < 0 else 0.0
 
 
-def read_payload(peaks: np.ndarray) -> Payload | None:
-    """The payload from the keys' peak positions (B and C relative to A), or ``None``."""
-    shifts = [tuple(int(round(v)) % TILE for v in peaks[k] - peaks[0]) for k in (1, 2)]
-    word = shifts_word(shifts[0], shifts[1])
-    return None if word is None else decode_payload(word)
+def read_payload(tile: np.ndarray, peak_a: np.ndarray) -> Payload | None:
+    """The payload of a folded tile whose key A peaks at ``peak_a``, or ``None``.
+
+    B's and C's shifts against A come from matching the shape of A's peak in their surfaces
+    (in a video the mark on the head moves with it, and each key's peak is a blend of the
+    background's and the head's). Noise can still put a peak half a pixel off, so the two
+    best shifts of each key are tried, best pair first, and the first pair whose word passes
+    the CRC and names this format is read (a wrong pair passes both 1 time in 256)."""
+    surfaces = np.fft.ifft2(_cross_spectra(tile)).real
+    ay, ax = (int(round(v)) % TILE for v in peak_a)
+    yy = (np.arange(TILE) - ay + TILE // 2) % TILE - TILE // 2
+    xx = (np.arange(TILE) - ax + TILE // 2) % TILE - TILE // 2
+    near = (yy[:, None] ** 2 + xx[None, :] ** 2) <= PEAK_RADIUS**2
+    template = np.fft.fft2(np.where(near, surfaces[0], 0.0)).conj()
+    options = []
+    for s in surfaces[1:]:
+        if (s.max() - s.mean()) / (s.std() + 1e-12) < Z_PAYLOAD:
+            return None  # too faint to trust: better no payload than a wrong one
+        match = np.fft.ifft2(template * np.fft.fft2(s)).real
+        match /= match.max()
+        by, bx = divmod(int(np.argmax(match)), TILE)
+        ring = [((by + dy) % TILE, (bx + dx) % TILE) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx]
+        second = max(ring, key=lambda q: match[q])
+        options.append([((by, bx), 1.0), (second, float(match[second]))])
+    pairs = sorted(((b, c, sb + sc) for b, sb in options[0] for c, sc in options[1]), key=lambda t: -t[2])
+    for b, c, _ in pairs:
+        word = shifts_word(b, c)
+        payload = None if word is None else decode_payload(word)
+        if payload is not None and payload.format_version == FORMAT_VERSION:
+            return payload
+    return None
 
 
 def confidence(z: float, trials: int) -> float:
@@ -190,19 +227,34 @@ def confidence(z: float, trials: int) -> float:
 def detect(y: np.ndarray) -> Detection:
     """Look for the mark in ``y`` ``(H, W) float`` luma (0..255), a picture or the mean of a
     video's frames."""
+    y = np.asarray(y, np.float64)
+    shrink = 1
+    while min(y.shape) >= BIG_SIDE:
+        # A big picture (a 720p or 1080p copy): 2x2 means keep the mark (then at least 4 px a
+        # wavelength) and quarter the work.
+        h, w = (y.shape[0] // 2) * 2, (y.shape[1] // 2) * 2
+        y = y[:h, :w].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+        shrink *= 2
     if min(y.shape) < 48:
         return Detection(False, 0.0, 0.0, 1.0, None)
     r = whiten(weigh(y))
-    best = (-np.inf, None, 1.0)
     tried = 0
-    for period in candidate_periods(r):
+
+    def look(period: float) -> tuple[float, np.ndarray, float, np.ndarray]:
+        nonlocal tried
+        tried += 1
+        tile = fold(r, period)
+        peaks, z = correlate(tile)
+        return float(z[0]), peaks, period, tile
+
+    # Every candidate once, then a fine search around the best two.
+    coarse = sorted((look(p) for p in candidate_periods(r)), key=lambda c: c[0], reverse=True)
+    best = coarse[0]
+    for _, _, period, _ in coarse[:2]:
         for step in REFINE_STEPS:
-            p = period * (1.0 + step)
-            peaks, z = correlate(fold(r, p))
-            tried += 1
-            if z[0] > best[0]:
-                best = (float(z[0]), peaks, p / TILE)
-    z_a, peaks, scale = best
+            if step:
+                best = max(best, look(period * (1.0 + step)), key=lambda c: c[0])
+    z_a, peaks, period, tile = best
     found = z_a >= Z_FOUND
-    payload = read_payload(peaks) if found else None
-    return Detection(found, z_a, confidence(z_a, tried * TILE * TILE), scale, payload)
+    payload = read_payload(tile, peaks[0]) if found else None
+    return Detection(found, z_a, confidence(z_a, tried * TILE * TILE), shrink * period / TILE, payload)

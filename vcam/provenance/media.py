@@ -2,7 +2,8 @@
 
 A video's frames are averaged: the mark is the same in every frame and adds up, while the
 moving face and the codec's noise average out. At most :data:`MAX_FRAMES` frames are used,
-spread over the whole video, so a long video costs little more than a short one to check.
+spread over the whole video; a long one is read from its keyframes only, so checking it costs
+little more than demuxing it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".g
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".mov", ".y4m", ".avi", ".m4v")
 #: Frames averaged from one video, at most.
 MAX_FRAMES = 200
+#: A long video is read from its keyframes alone when it has at least this many.
+KEYFRAMES_ENOUGH = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,30 +82,47 @@ def _read_video(path: Path) -> LumaImage:
         total = stream.frames or 0
         if not total and stream.duration and stream.average_rate:
             total = int(stream.duration * stream.time_base * stream.average_rate)
+        rate = float(stream.average_rate) if stream.average_rate else 25.0
+        if total > 4 * MAX_FRAMES:
+            # A long video: its keyframes only (the demuxer still reads every packet, the
+            # decoder only these), the encoder's best-kept frames.
+            acc, used, last_t = _average(container, stream, 1, keyframes_only=True)
+            if used >= KEYFRAMES_ENOUGH:
+                return LumaImage(acc / used, "video", used, last_t + 1.0 / rate)
+            container.seek(0)
         step = max(1, -(-total // MAX_FRAMES)) if total else 1
-        acc = None
-        used = seen = 0
-        last_t = 0.0
-        try:
-            for frame in container.decode(stream):
-                if frame.time is not None:
-                    last_t = float(frame.time)
-                seen += 1
-                if (seen - 1) % step:
-                    continue
-                y = frame.to_ndarray(format="gray")
-                if acc is None:
-                    acc = np.zeros(y.shape, np.float64)
-                if y.shape != acc.shape:
-                    continue  # a mid-stream size change: keep the first size
-                acc += y
-                used += 1
-                if used >= MAX_FRAMES and total == 0:
-                    break
-        except av.error.FFmpegError as e:
-            if not used:
-                raise InputError(f"cannot decode the video in {path} ({e})") from None
+        acc, used, last_t = _average(container, stream, step)
         if not used:
             raise InputError(f"no frames in {path}")
-        rate = float(stream.average_rate) if stream.average_rate else 25.0
     return LumaImage(acc / used, "video", used, last_t + 1.0 / rate)
+
+
+def _average(container, stream, step: int, *, keyframes_only: bool = False):
+    """``(sum of luma, frames summed, time of the last frame)`` over every ``step``-th frame
+    (at most :data:`MAX_FRAMES`)."""
+    import av
+
+    stream.codec_context.skip_frame = "NONKEY" if keyframes_only else "DEFAULT"
+    acc = None
+    used = seen = 0
+    last_t = 0.0
+    try:
+        for frame in container.decode(stream):
+            if frame.time is not None:
+                last_t = float(frame.time)
+            seen += 1
+            if used >= MAX_FRAMES:
+                break
+            if (seen - 1) % step:
+                continue
+            y = frame.to_ndarray(format="gray")
+            if acc is None:
+                acc = np.zeros(y.shape, np.float64)
+            if y.shape != acc.shape:
+                continue  # a mid-stream size change: keep the first size
+            acc += y
+            used += 1
+    except av.error.FFmpegError:
+        if not used:
+            raise InputError(f"cannot decode the video in {container.name}") from None
+    return acc, used, last_t

@@ -39,7 +39,7 @@ class Verdict:
         """The one line ``vcam verify`` prints for this file."""
         d = self.detection
         if d.found:
-            payload = str(d.payload) if d.payload else "payload unreadable"
+            payload = str(d.payload) if d.payload else "unreadable"
             text = f"{self.path}: made by vcam (confidence {d.confidence:.2f}, payload {payload})"
         elif self.vcam_credentials:
             text = f"{self.path}: made by vcam (Content Credentials; no watermark found)"
