@@ -27,13 +27,13 @@ from typing import Any
 import numpy as np
 
 from runtime.audio_ring import AudioRing
+from runtime.badge import Badge
 from runtime.clock import FrameClock
 from runtime.emotion import EmotionMixer
 from runtime.errors import GraphError
 from runtime.features import SAMPLE_RATE, LogMelStream
 from runtime.frame_slot import LatestFrameSlot
 from runtime.motion import MotionStage
-from runtime.badge import Badge
 from runtime.render import AvatarTensors, RenderStage
 from runtime.stats import StageTimer
 

@@ -14,9 +14,9 @@ from typing import Protocol
 
 import numpy as np
 
+from runtime.badge import Badge
 from runtime.channels import INDEX, N_MOTION
 from runtime.errors import GraphError
-from runtime.badge import Badge
 from runtime.graph import GRAPH_DIR, OnnxGraph
 from runtime.watermark import apply_mark, box_mean, current_payload, luma, mark_pattern
 

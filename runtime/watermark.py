@@ -9,9 +9,10 @@ rescaled, letterboxed or cropped copy is found too), folds the frame onto one ti
 move all three together and leave the payload intact.
 
 The keys come from SHAKE-256, not from a numpy generator, so they never change with a numpy
-release. The amplitude follows the photo's local texture: up to 4 levels in hair and fabric,
+release. The amplitude follows the photo's local texture: up to 6 levels in hair and fabric,
 where the eye does not see it and the encoder keeps it, 0.6 on flat skin and walls, where a
-stronger mark shows as grain; the whole is held to 42.5 dB PSNR or more.
+stronger mark shows as grain, none where the face moves; the whole is held to 42.5 dB PSNR
+or more.
 
 The pattern for a portrait is made once (:func:`mark_pattern`) and added to the portrait
 itself (``runtime.render.RenderStage``): the render graph then draws it as part of the face
@@ -37,7 +38,6 @@ BAND = (4.0, 22.0)
 FORMAT_VERSION = 1
 #: Payload bits carried by each shifted key (a shift of ``v % TILE, v // TILE``).
 BITS_PER_KEY = 13
-PAYLOAD_BITS = 2 * BITS_PER_KEY
 #: Share of the mark's energy in each key: the sync key ``A`` carries most, as finding it is
 #: what tells marked from unmarked; ``B`` and ``C`` are only read once ``A`` is found.
 KEY_WEIGHTS = (0.70, 0.50, 0.50)
@@ -48,10 +48,6 @@ AMP_FLAT = 0.6
 AMP_PER_STD = 0.3
 AMP_MAX = 6.0
 TEXTURE_RADIUS = 4
-#: Share of the amplitude left where the face moves (``quiet`` in :func:`mark_pattern`): the
-#: eyes, brows and mouth look exactly as the photo has them, and what a face tracker reads of
-#: them (lip gap, blinks, brows) stays as it was.
-QUIET_GAIN = 0.0
 #: The mark's RMS over the whole frame is held at most this (levels): PSNR >= 42.5 dB on any
 #: portrait, however busy (the whole amplitude map is scaled down where it would be more).
 RMS_MAX = 1.9
@@ -197,13 +193,14 @@ def mark_pattern(still: np.ndarray, payload: Payload | None = None, quiet: np.nd
     """``(H, W) int16``: the mark, in 8-bit levels, for a portrait whose still frame is
     ``still`` ``(H, W, 3) uint8``. Made once per portrait; added to every frame's luma.
     ``quiet`` ``(H, W) float`` 0..1, where given, is where the face moves (eyes, brows,
-    mouth): there the amplitude falls to :data:`QUIET_GAIN` of its value."""
+    mouth): the mark fades out there, so those features look exactly as the photo has them
+    and what a face tracker reads of them (lip gap, blinks, brows) stays as it was."""
     h, w = still.shape[:2]
     tile = mark_tile(payload or current_payload())
     pattern = np.tile(tile, (-(-h // TILE), -(-w // TILE)))[:h, :w]
     amp = mark_amplitude(luma(still))
     if quiet is not None:
-        amp *= 1.0 - (1.0 - QUIET_GAIN) * np.clip(quiet, 0.0, 1.0)
+        amp *= 1.0 - np.clip(quiet, 0.0, 1.0)
     mark = amp * pattern
     rms = float(np.sqrt(np.mean(mark * mark)))
     if rms > RMS_MAX:

@@ -149,8 +149,8 @@ class Daemon:
     # -- setup --
 
     def _open(self) -> None:
-        from runtime.emotion import load_emotion_presets
         from runtime.badge import Badge
+        from runtime.emotion import load_emotion_presets
         from runtime.engine import LiveEngine
         from vcam.avatar import load_avatar
         from vcam.recent import remember_photo
