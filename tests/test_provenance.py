@@ -237,7 +237,10 @@ def test_a_rendered_video_verifies_after_what_calls_and_uploads_do_to_it(rendere
         "crop20.mkv": ["-vf", "crop=iw*0.8:ih*0.8:iw*0.15:ih*0.05", "-c:v", "libx264"],
         "cut.webm": ["-vf", "select='not(between(t,1,2.5))',setpts=N/FRAME_RATE/TB", "-an", "-c:v", "libvpx-vp9",
                      "-b:v", "600k"],
+        "copy.mov": ["-c:v", "libx264", "-crf", "23"],
         "frame.png": ["-vf", "select=eq(n\\,50)", "-frames:v", "1"],
+        "frame.jpg": ["-vf", "select=eq(n\\,60)", "-frames:v", "1", "-q:v", "4"],
+        "frame.webp": ["-vf", "select=eq(n\\,70)", "-frames:v", "1"],
     }
     files = []
     for name, args in variants.items():

@@ -51,7 +51,8 @@ BIG_SIDE = 700
 class Detection:
     """What :func:`detect` found: ``found``; ``z`` (key A's peak z-score); ``confidence``
     0..1; ``scale`` (the copy's size against vcam's output, e.g. 0.70 for 360 lines);
-    ``payload`` when it was read (``None`` if its checksum failed)."""
+    ``payload`` when it was read (``None`` when keys B and C were too faint to trust, or no
+    shift of theirs gave a word that passes the checksum)."""
 
     found: bool
     z: float
