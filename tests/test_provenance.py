@@ -235,6 +235,7 @@ def test_a_rendered_video_verifies_after_what_calls_and_uploads_do_to_it(rendere
         "360p.mp4": ["-vf", "scale=-2:360", "-c:v", "libx264"],
         "letterbox.mp4": ["-vf", "scale=-2:720,pad=1280:720:(ow-iw)/2:0", "-c:v", "libx264"],
         "crop20.mkv": ["-vf", "crop=iw*0.8:ih*0.8:iw*0.15:ih*0.05", "-c:v", "libx264"],
+        "crop20_rescaled.mp4": ["-vf", "crop=iw*0.8:ih*0.8,scale=512:512", "-c:v", "libx264"],
         "cut.webm": ["-vf", "select='not(between(t,1,2.5))',setpts=N/FRAME_RATE/TB", "-an", "-c:v", "libvpx-vp9",
                      "-b:v", "600k"],
         "copy.mov": ["-c:v", "libx264", "-crf", "23"],

@@ -39,7 +39,7 @@ PEAK_RADIUS = 4
 #: Periods searched: scales from 0.3 (a 512 frame shown at 154 px) to 2.0 (upscaled 2x).
 SCALE_RANGE = (0.3, 2.0)
 #: Candidate periods kept from the autocorrelation, before refining.
-CANDIDATES = 6
+CANDIDATES = 10
 #: Relative steps of the fine search around the two best candidate periods.
 REFINE_STEPS = np.linspace(-0.012, 0.012, 9)
 #: Pictures whose shorter side is at least this are averaged 2x2 (again, until it is less):
@@ -88,44 +88,55 @@ def whiten(y: np.ndarray) -> np.ndarray:
     return np.fft.irfft2(spectrum, s=y.shape).astype(np.float32)
 
 
-def _axis_autocorrelation(r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Autocorrelation of ``r`` along x (lag ``(0, d)``) and y (lag ``(d, 0)``), each lag
-    normalised by its overlap, for ``d = 0 .. size - 1``."""
+def _autocorrelation(r: np.ndarray) -> np.ndarray:
+    """``(2H, 2W)``: the autocorrelation of ``r`` at every lag ``(dy, dx)`` (negative lags
+    wrap to the end), each normalised by its overlap and by the lag 0 value."""
     h, w = r.shape
     spectrum = np.fft.rfft2(r, s=(2 * h, 2 * w))
     ac = np.fft.irfft2(spectrum * spectrum.conj(), s=(2 * h, 2 * w))
-    ac_x = ac[0, :w] / ((w - np.arange(w)) * h)
-    ac_y = ac[:h, 0] / ((h - np.arange(h)) * w)
-    return ac_x / max(ac[0, 0] / (h * w), 1e-12), ac_y / max(ac[0, 0] / (h * w), 1e-12)
+    lag_y = np.abs(np.fft.fftfreq(2 * h) * 2 * h)
+    lag_x = np.abs(np.fft.fftfreq(2 * w) * 2 * w)
+    overlap = np.maximum((h - lag_y)[:, None] * (w - lag_x)[None, :], 1.0)
+    ac = ac / overlap
+    return ac / max(float(ac[0, 0]), 1e-12)
+
+
+#: Offsets of the ring a lattice point of the autocorrelation is compared with.
+_RING = ((4, 0), (-4, 0), (0, 4), (0, -4), (3, 3), (3, -3), (-3, 3), (-3, -3))
 
 
 def candidate_periods(r: np.ndarray, count: int = CANDIDATES) -> list[float]:
-    """Periods (px) where the whitened image ``r`` repeats, strongest first, sub-pixel."""
-    ac_x, ac_y = _axis_autocorrelation(r)
+    """Periods (px) where the whitened image ``r`` repeats, strongest first, sub-pixel.
+
+    A mark with period ``d`` makes the autocorrelation peak on a lattice: at ``(d, 0)``,
+    ``(0, d)``, ``(d, d)``, ``(d, -d)``, ``(2d, 0)``, ... Each period is scored by how far
+    those points rise above a ring of neighbours (so the ridges of edges and letterbox bars do
+    not count), each rise in units of its own noise (a lag overlaps fewer pixels the longer it
+    is)."""
+    h, w = r.shape
+    ac = _autocorrelation(r)
     lo = max(int(TILE * SCALE_RANGE[0]), 8)
-    hi = min(int(TILE * SCALE_RANGE[1]), min(r.shape) // 2 - 2)
+    hi = min(int(TILE * SCALE_RANGE[1]), min(h, w) // 2 - 2)
     if hi <= lo + 2:
         return [float(TILE)]
-    scores = []
-    for d in range(lo, hi + 1):
-        s = 0.0
-        for ac in (ac_x, ac_y):
-            # Peak above its neighbours 3-6 lags away, so ridges (edges, bars) don't count.
-            around = np.concatenate((ac[d - 6:d - 2], ac[d + 3:d + 7]))
-            s += ac[d] - np.median(around)
-            if 2 * d < len(ac) - 7:
-                around2 = np.concatenate((ac[2 * d - 6:2 * d - 2], ac[2 * d + 3:2 * d + 7]))
-                s += 0.5 * (ac[2 * d] - np.median(around2))
-        scores.append(s)
-    scores = np.asarray(scores)
+
+    def rise(dy: int, dx: int) -> float:
+        if abs(dy) + 4 >= h or abs(dx) + 4 >= w:
+            return 0.0
+        ring = np.median([ac[(dy + oy) % (2 * h), (dx + ox) % (2 * w)] for oy, ox in _RING])
+        noise = np.sqrt(max(h - abs(dy), 1) * max(w - abs(dx), 1) / (h * w))
+        return float(ac[dy % (2 * h), dx % (2 * w)] - ring) * noise
+
+    scores = np.array([rise(d, 0) + rise(0, d) + rise(d, d) + rise(d, -d)
+                       + 0.5 * (rise(2 * d, 0) + rise(0, 2 * d)) for d in range(lo, hi + 1)])
     order = np.argsort(scores)[::-1]
     picked: list[float] = []
     for i in order:
         d = lo + int(i)
         if any(abs(d - p) < 2.5 for p in picked):
             continue
-        # Parabolic refinement of the peak on the summed axis profiles.
-        prof = ac_x[d - 1:d + 2] + ac_y[d - 1:d + 2]
+        # Parabolic refinement on the two axes' profiles.
+        prof = np.array([ac[d + k, 0] + ac[0, d + k] for k in (-1, 0, 1)])
         denom = prof[0] - 2 * prof[1] + prof[2]
         off = 0.5 * (prof[0] - prof[2]) / denom if denom < 0 else 0.0
         picked.append(d + float(np.clip(off, -0.5, 0.5)))
