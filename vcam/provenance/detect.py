@@ -38,8 +38,10 @@ Z_PAYLOAD = 5.0
 PEAK_RADIUS = 4
 #: Periods searched: scales from 0.3 (a 512 frame shown at 154 px) to 2.0 (upscaled 2x).
 SCALE_RANGE = (0.3, 2.0)
-#: Candidate periods kept from the autocorrelation, before refining.
+#: Candidate periods kept from the autocorrelation, before refining; the halves of the
+#: strongest ``HALVED`` of them are tried as well.
 CANDIDATES = 10
+HALVED = 5
 #: Relative steps of the fine search around the two best candidate periods.
 REFINE_STEPS = np.linspace(-0.012, 0.012, 9)
 #: Pictures whose shorter side is at least this are averaged 2x2 (again, until it is less):
@@ -142,6 +144,12 @@ def candidate_periods(r: np.ndarray, count: int = CANDIDATES) -> list[float]:
         picked.append(d + float(np.clip(off, -0.5, 0.5)))
         if len(picked) == count:
             break
+    # A mark that repeats every d repeats every 2d too, and a small copy's lattice can score
+    # best at twice its period (a 240-line copy: 117 px for 59): half of each strong candidate
+    # is worth a look.
+    for p in picked[:HALVED]:
+        if p / 2 >= lo and not any(abs(p / 2 - q) < 1.5 for q in picked):
+            picked.append(p / 2)
     if not any(abs(p - TILE) < 1.0 for p in picked):
         picked.append(float(TILE))  # an unscaled copy: always worth one look
     return picked
