@@ -162,6 +162,12 @@ def box_mean(a: np.ndarray, radius: int) -> np.ndarray:
     return (p[k:, k:] - p[:-k, k:] - p[k:, :-k] + p[:-k, :-k]) / (k * k)
 
 
+def local_variance(a: np.ndarray, radius: int) -> np.ndarray:
+    """Variance of ``a`` over a ``(2r+1)^2`` box (see :func:`box_mean`), never negative."""
+    mean = box_mean(a, radius)
+    return np.maximum(box_mean(a * a, radius) - mean * mean, 0.0)
+
+
 def luma(rgb: np.ndarray) -> np.ndarray:
     """``(H, W) float32`` BT.601 luma of an ``(H, W, 3) uint8`` RGB image."""
     return rgb[..., 0] * np.float32(0.299) + rgb[..., 1] * np.float32(0.587) + rgb[..., 2] * np.float32(0.114)
@@ -178,13 +184,11 @@ def mark_amplitude(y: np.ndarray) -> np.ndarray:
     through compression best, almost unmarked. In real texture both are large."""
     y = np.asarray(y, np.float64)
     half = TEXTURE_RADIUS // 2
-    mean = box_mean(y, half)
-    var = np.maximum(box_mean(y * y, half) - mean * mean, 0.0)
-    padded = np.pad(var, half, mode="edge")
+    padded = np.pad(local_variance(y, half), half, mode="edge")
     h, w = y.shape
     quads = [padded[dy:dy + h, dx:dx + w] for dy in (0, 2 * half) for dx in (0, 2 * half)]
     flattest = np.minimum(np.minimum(quads[0], quads[1]), np.minimum(quads[2], quads[3]))
-    whole = np.maximum(box_mean(y * y, TEXTURE_RADIUS) - box_mean(y, TEXTURE_RADIUS) ** 2, 0.0)
+    whole = local_variance(y, TEXTURE_RADIUS)
     texture = (flattest * whole) ** 0.25  # geometric mean of the two deviations
     return np.clip(AMP_FLAT + AMP_PER_STD * texture, AMP_FLAT, AMP_MAX)
 

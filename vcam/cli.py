@@ -220,9 +220,8 @@ def _render(args: argparse.Namespace) -> int:
         _check_out(args.motion_out, "motion output", None, inputs=(photo, audio, out))
 
     from vcam.progress import Progress
-    from vcam.settings import load_settings
 
-    settings = _without_badge(_with_face_width(load_settings(args.config), args.face_width), args.no_badge)
+    settings = _settings_for(args)
     render_job = importlib.import_module("vcam.render_job")
     with Progress("render") as progress:
         render_job.render_file(
@@ -324,9 +323,8 @@ def _run_live(args: argparse.Namespace) -> int:
     from vcam import assets
     from vcam.daemon import Daemon, LiveOptions
     from vcam.recent import recent_photos
-    from vcam.settings import load_settings
 
-    settings = _without_badge(_with_face_width(load_settings(args.config), args.face_width), args.no_badge)
+    settings = _settings_for(args)
     live = settings.live
     if args.photo is not None:
         photo = args.photo
@@ -415,6 +413,13 @@ def _with_face_width(settings, face_width: float | None):
     import dataclasses
 
     return dataclasses.replace(settings, enroll=dataclasses.replace(settings.enroll, face_width_frac=face_width))
+
+
+def _settings_for(args: argparse.Namespace):
+    """The settings file (``--config``) with ``--face-width`` and ``--no-badge`` laid over it."""
+    from vcam.settings import load_settings
+
+    return _without_badge(_with_face_width(load_settings(args.config), args.face_width), args.no_badge)
 
 
 def _without_badge(settings, no_badge: bool):

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from runtime.watermark import (FORMAT_VERSION, TEXTURE_RADIUS, TILE, Payload, band_mask, box_mean, decode_payload,
-                               key_tiles, mark_amplitude, shifts_word)
+                               key_tiles, local_variance, mark_amplitude, shifts_word)
 
 #: Key A's correlation z-score from which the mark counts as found. Unmarked photos and
 #: videos read at most ~5 here (``vcam bench --provenance``); marked ones 8 and up.
@@ -73,9 +73,7 @@ def weigh(y: np.ndarray) -> np.ndarray:
     amplitude at each pixel over the local variance there (plus :data:`NOISE_VAR`)."""
     y = np.asarray(y, np.float64)
     detail = y - box_mean(y, 3)
-    mean = box_mean(y, TEXTURE_RADIUS)
-    var = np.maximum(box_mean(y * y, TEXTURE_RADIUS) - mean * mean, 0.0)
-    return detail * mark_amplitude(y) / (var + NOISE_VAR)
+    return detail * mark_amplitude(y) / (local_variance(y, TEXTURE_RADIUS) + NOISE_VAR)
 
 
 def whiten(y: np.ndarray) -> np.ndarray:
@@ -182,11 +180,12 @@ def _cross_spectra(tile: np.ndarray) -> np.ndarray:
     return spectrum[None] * np.fft.fft2(key_tiles()).conj()
 
 
-def correlate(tile: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def correlate(tile: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Phase correlation of a folded tile with keys A, B, C over the keys' band.
 
-    Returns ``(peaks, z)``: ``peaks`` ``(3, 2)`` sub-pixel ``(dy, dx)`` of each key's peak and
-    ``z`` ``(3,)`` each peak's z-score over the correlation surface."""
+    Returns ``(surfaces, peaks, z)``: ``surfaces`` ``(3, TILE, TILE)`` the correlation
+    surfaces, ``peaks`` ``(3, 2)`` sub-pixel ``(dy, dx)`` of each key's peak and ``z`` ``(3,)``
+    each peak's z-score over its surface."""
     surfaces = np.fft.ifft2(_cross_spectra(tile)).real
     peaks = np.zeros((3, 2))
     z = np.zeros(3)
@@ -196,7 +195,7 @@ def correlate(tile: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         z[k] = (s[py, px] - s.mean()) / (s.std() + 1e-12)
         peaks[k] = (py + _subpixel(s[(py - 1) % TILE, px], s[py, px], s[(py + 1) % TILE, px]),
                     px + _subpixel(s[py, (px - 1) % TILE], s[py, px], s[py, (px + 1) % TILE]))
-    return peaks, z
+    return surfaces, peaks, z
 
 
 def _subpixel(a: float, b: float, c: float) -> float:
@@ -204,15 +203,15 @@ def _subpixel(a: float, b: float, c: float) -> float:
     return float(np.clip(0.5 * (a - c) / denom, -0.5, 0.5)) if denom < 0 else 0.0
 
 
-def read_payload(tile: np.ndarray, peak_a: np.ndarray) -> Payload | None:
-    """The payload of a folded tile whose key A peaks at ``peak_a``, or ``None``.
+def read_payload(surfaces: np.ndarray, peak_a: np.ndarray) -> Payload | None:
+    """The payload from a folded tile's correlation ``surfaces`` (:func:`correlate`) whose key
+    A peaks at ``peak_a``, or ``None``.
 
     B's and C's shifts against A come from matching the shape of A's peak in their surfaces
     (in a video the mark on the head moves with it, and each key's peak is a blend of the
     background's and the head's). Noise can still put a peak half a pixel off, so the two
     best shifts of each key are tried, best pair first, and the first pair whose word passes
     the CRC and names this format is read (a wrong pair passes both 1 time in 256)."""
-    surfaces = np.fft.ifft2(_cross_spectra(tile)).real
     ay, ax = (int(round(v)) % TILE for v in peak_a)
     yy = (np.arange(TILE) - ay + TILE // 2) % TILE - TILE // 2
     xx = (np.arange(TILE) - ax + TILE // 2) % TILE - TILE // 2
@@ -260,12 +259,11 @@ def detect(y: np.ndarray) -> Detection:
     r = whiten(weigh(y))
     tried = 0
 
-    def look(period: float) -> tuple[float, np.ndarray, float, np.ndarray]:
+    def look(period: float) -> tuple[float, np.ndarray, float, np.ndarray]:  # z, peaks, period, surfaces
         nonlocal tried
         tried += 1
-        tile = fold(r, period)
-        peaks, z = correlate(tile)
-        return float(z[0]), peaks, period, tile
+        surfaces, peaks, z = correlate(fold(r, period))
+        return float(z[0]), peaks, period, surfaces
 
     # Every candidate once, then a fine search around the best two.
     coarse = sorted((look(p) for p in candidate_periods(r)), key=lambda c: c[0], reverse=True)
@@ -274,7 +272,7 @@ def detect(y: np.ndarray) -> Detection:
         for step in REFINE_STEPS:
             if step:
                 best = max(best, look(period * (1.0 + step)), key=lambda c: c[0])
-    z_a, peaks, period, tile = best
+    z_a, peaks, period, surfaces = best
     found = z_a >= Z_FOUND
-    payload = read_payload(tile, peaks[0]) if found else None
+    payload = read_payload(surfaces, peaks[0]) if found else None
     return Detection(found, z_a, confidence(z_a, tried * TILE * TILE), shrink * period / TILE, payload)

@@ -26,12 +26,11 @@ KEYFRAMES_ENOUGH = 8
 @dataclass(frozen=True, slots=True)
 class LumaImage:
     """``luma`` ``(H, W) float64`` 0..255 (a video's: its frames' mean); ``kind`` "image" or
-    "video"; ``frames`` averaged; ``duration_s`` of a video (0 for a picture)."""
+    "video"; ``frames`` averaged."""
 
     luma: np.ndarray
     kind: str
     frames: int
-    duration_s: float
 
 
 def read_luma(path: str | Path) -> LumaImage:
@@ -61,9 +60,13 @@ def _read_image(path: Path) -> LumaImage:
             image = ImageOps.exif_transpose(image)
             luma = np.asarray(image.convert("L"), np.float64)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        raise InputError(f"cannot read {path} as a picture or video ({e}); "
-                         "give a video (mp4, mkv, webm, mov, y4m) or a picture (png, jpg, webp)") from None
-    return LumaImage(luma, "image", 1, 0.0)
+        raise _unreadable(path, e) from None
+    return LumaImage(luma, "image", 1)
+
+
+def _unreadable(path: Path, why: BaseException) -> InputError:
+    return InputError(f"cannot read {path} as a picture or video ({getattr(why, 'strerror', None) or why}); "
+                      "give a video (mp4, mkv, webm, mov, y4m) or a picture (png, jpg, webp)")
 
 
 def _read_video(path: Path) -> LumaImage:
@@ -72,8 +75,7 @@ def _read_video(path: Path) -> LumaImage:
     try:
         container = av.open(str(path))
     except (av.error.FFmpegError, OSError) as e:
-        raise InputError(f"cannot read {path} as a picture or video ({getattr(e, 'strerror', None) or e}); "
-                         "give a video (mp4, mkv, webm, mov, y4m) or a picture (png, jpg, webp)") from None
+        raise _unreadable(path, e) from None
     with container:
         if not container.streams.video:
             raise InputError(f"no video in {path}")
@@ -82,34 +84,29 @@ def _read_video(path: Path) -> LumaImage:
         total = stream.frames or 0
         if not total and stream.duration and stream.average_rate:
             total = int(stream.duration * stream.time_base * stream.average_rate)
-        rate = float(stream.average_rate) if stream.average_rate else 25.0
         if total > 4 * MAX_FRAMES:
             # A long video: its keyframes only (the demuxer still reads every packet, the
             # decoder only these), the encoder's best-kept frames.
-            acc, used, last_t = _average(container, stream, 1, keyframes_only=True)
+            acc, used = _average(container, stream, 1, keyframes_only=True)
             if used >= KEYFRAMES_ENOUGH:
-                return LumaImage(acc / used, "video", used, last_t + 1.0 / rate)
+                return LumaImage(acc / used, "video", used)
             container.seek(0)
         step = max(1, -(-total // MAX_FRAMES)) if total else 1
-        acc, used, last_t = _average(container, stream, step)
+        acc, used = _average(container, stream, step)
         if not used:
             raise InputError(f"no frames in {path}")
-    return LumaImage(acc / used, "video", used, last_t + 1.0 / rate)
+    return LumaImage(acc / used, "video", used)
 
 
 def _average(container, stream, step: int, *, keyframes_only: bool = False):
-    """``(sum of luma, frames summed, time of the last frame)`` over every ``step``-th frame
-    (at most :data:`MAX_FRAMES`)."""
+    """``(sum of luma, frames summed)`` over every ``step``-th frame (at most :data:`MAX_FRAMES`)."""
     import av
 
     stream.codec_context.skip_frame = "NONKEY" if keyframes_only else "DEFAULT"
     acc = None
     used = seen = 0
-    last_t = 0.0
     try:
         for frame in container.decode(stream):
-            if frame.time is not None:
-                last_t = float(frame.time)
             seen += 1
             if used >= MAX_FRAMES:
                 break
@@ -125,4 +122,4 @@ def _average(container, stream, step: int, *, keyframes_only: bool = False):
     except av.error.FFmpegError:
         if not used:
             raise InputError(f"cannot decode the video in {container.name}") from None
-    return acc, used, last_t
+    return acc, used
