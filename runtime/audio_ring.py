@@ -61,7 +61,14 @@ class AudioRing:
         self.written += n
         self.last_write_ns = time.monotonic_ns()
 
-    # -- consumer (the engine thread) --
+    # -- consumers --
+
+    @property
+    def buffer(self) -> np.ndarray:
+        """The ring's storage ``(capacity,) float32``: sample number ``i`` (counting from the
+        first ever written) is at ``i % capacity`` while ``written - capacity <= i < written``.
+        For readers with their own position (:class:`runtime.voice_delay.VoiceDelay`); read only."""
+        return self._buf
 
     @property
     def unread(self) -> int:

@@ -179,6 +179,11 @@ class LiveEngine:
         return self._paused
 
     @property
+    def lookahead_ms(self) -> float:
+        """The motion graph's look-ahead: a frame's mouth is for audio this much older than the newest."""
+        return self._lookahead_ns / 1e6
+
+    @property
     def provider(self) -> str:
         return self._render.provider
 

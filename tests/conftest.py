@@ -8,10 +8,18 @@ from vcam.assets import ASSETS_DIR
 
 @pytest.fixture(scope="session", autouse=True)
 def private_user_config(tmp_path_factory):
-    """Every test (and every ``vcam`` it starts) sees an empty user config folder of its own,
-    so the Content Credentials key that renders make never lands in the real one."""
+    """Every test (and every ``vcam`` it starts) sees a user config folder of its own, so the
+    Content Credentials key that renders make never lands in the real one; its config.toml
+    only renames the virtual microphone."""
     patch = pytest.MonkeyPatch()
-    patch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("user-config")))
+    home = tmp_path_factory.mktemp("user-config") / "vcam"
+    # VCAM_CONFIG_DIR, not XDG_CONFIG_HOME: PulseAudio's clients find their server (and its
+    # cookie) under XDG_CONFIG_HOME, and the audio tests must reach the running one
+    patch.setenv("VCAM_CONFIG_DIR", str(home))
+    # the daemons the tests start publish their microphone under a name of their own, so a
+    # vcam running on the developer's desktop keeps "vcam_mic"
+    home.mkdir()
+    (home / "config.toml").write_text('[mic]\nname = "vcam_test_mic"\ndescription = "vcam test microphone"\n')
     yield
     patch.undo()
 

@@ -27,7 +27,7 @@ from vcam.sinks.mp4 import Mp4Sink
 
 @pytest.fixture(autouse=True)
 def no_user_config(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("VCAM_CONFIG_DIR", str(tmp_path / "xdg" / "vcam"))
 
 
 @pytest.fixture

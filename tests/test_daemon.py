@@ -53,6 +53,7 @@ FPS = 30
 SIZE = 512
 FRAME_BYTES = SIZE * SIZE * 3 // 2
 START_TIMEOUT_S = 60.0
+TEST_MIC = "vcam_test_mic"
 PULSE_WARMUP_S = 2.5  # a new capture stream gets its first audio ~2 s late (PulseAudio renders ahead)
 
 
@@ -152,6 +153,8 @@ class LiveDaemon:
         n = LiveDaemon._n
         self.sock = workdir / "control.sock"
         cfg = workdir / f"config{n}.toml"
+        if "[mic]" not in config:  # the microphone under the tests' own name (a desktop's vcam keeps vcam_mic)
+            config += f'\n[mic]\nname = "{TEST_MIC}"\ndescription = "vcam test microphone"\n'
         cfg.write_text(config)
         self.env = {**os.environ, "VCAM_CONTROL": str(self.sock), "VCAM_CACHE_DIR": str(cache),
                     "XDG_STATE_HOME": str(workdir / "state"), "PYTHONUNBUFFERED": "1", **(env or {})}
@@ -714,7 +717,8 @@ def test_a_provider_that_fails_to_load_falls_back_to_the_cpu(pulse_null_sink, da
         assert "CUDA" not in err
         return
     assert s["provider"] == "cpu" and s["errors"] == 0, s
-    said = [ln for ln in err.splitlines() if ln.startswith("vcam:") and not ln.startswith("vcam: running")]
+    said = [ln for ln in err.splitlines()
+            if ln.startswith("vcam:") and not ln.startswith(("vcam: running", "vcam: in the call app"))]
     assert len(said) == 1 and "CUDA" in said[0] and "CPU" in said[0], err
     assert "Traceback" not in err
 
@@ -803,7 +807,7 @@ def test_a_missing_microphone_at_start_is_waited_for(workdir, enrolled, monkeypa
     class LateSource:
         attempts = 0
 
-        def __init__(self, spec):
+        def __init__(self, spec, **_kw):
             self.spec, self.ring = spec, AudioRing(32000, 16000)
 
         def start(self):
@@ -841,3 +845,115 @@ def test_a_missing_microphone_at_start_is_waited_for(workdir, enrolled, monkeypa
         Daemon(LiveOptions(photo=PAINTING, audio="Blue Yeti", outputs=(), fps=FPS, emotion="neutral",
                            intensity=0.8, fade_s=0.3, provider="cpu", tray=False, hotkeys=False,
                            control_address=str(workdir / "control2.sock"), seed=1))
+
+
+# --------------------------------------------------------------------------- the virtual microphone
+
+
+def _pulse_sources() -> list[str]:
+    out = subprocess.run(["pactl", "list", "short", "sources"], capture_output=True, text=True, timeout=10).stdout
+    return [line.split("\t")[1] for line in out.splitlines() if "\t" in line]
+
+
+def _wait_sources(pred, what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred(_pulse_sources()):
+        assert time.monotonic() < deadline, f"{what}: sources {_pulse_sources()}"
+        time.sleep(0.1)
+
+
+def test_vcam_run_publishes_a_microphone_that_ctl_turns_off_and_on(pulse_null_sink, daemons):
+    """With no microphone option, `vcam run` gives a camera and a microphone; it says once what
+    to pick; `vcam ctl mic` removes and restores it and trims the delay; on exit it is gone."""
+    d = daemons("--photo", str(PAINTING), "--audio", pulse_null_sink.monitor, "--no-hotkeys")
+    d.wait_started()
+    assert TEST_MIC in _pulse_sources()
+    mic = d.wait_status(lambda s: s["mic"]["state"] == "running" and s["latency_ms"]["p50"] is not None,
+                        "mic running")["mic"]
+    assert mic["device"] == "vcam test microphone" and mic["underruns"] == 0, mic
+    latency = d.status()["latency_ms"]["p50"]
+    assert abs(mic["delay_ms"] - (latency + 1000 / FPS / 2 + 3.0)) < 15.0, (mic, latency)
+    picks = [ln for ln in d.stderr().splitlines() if "pick" in ln]
+    assert len(picks) == 1 and '"vcam test microphone"' in picks[0], d.stderr()
+    assert "mic:" in d.ctl("status").stdout
+
+    d.ctl("mic", "offset", "40")
+    d.wait_status(lambda s: s["mic"]["offset_ms"] == 40.0, "offset 40")
+    d.ctl("mic", "off")
+    _wait_sources(lambda names: TEST_MIC not in names, "mic off")
+    assert d.wait_status(lambda s: s["mic"]["state"] == "off", "mic off")["mic"]["offset_ms"] == 40.0
+    d.ctl("mic", "on")
+    _wait_sources(lambda names: TEST_MIC in names, "mic on")
+    st = d.wait_status(lambda s: s["mic"]["state"] == "running", "mic on again")
+    assert st["mic"]["offset_ms"] == 40.0
+    n = len(d.reader)
+    d.wait_frames(n + 20, timeout=5.0)  # the camera never stopped
+
+    d.ctl("quit")
+    assert d.wait_exit(20) == 0, d.stderr()
+    assert TEST_MIC not in _pulse_sources() and f"{TEST_MIC}_feed" not in " ".join(_pulse_sources())
+
+
+def test_a_second_daemon_refuses_the_microphone_name(pulse_null_sink, daemons, workdir):
+    first = daemons("--photo", str(PAINTING), "--audio", pulse_null_sink.monitor, "--no-hotkeys")
+    first.wait_started()
+    env = {**first.env, "VCAM_CONTROL": str(workdir / "second.sock")}
+    cfg = workdir / "second.toml"
+    cfg.write_text(f'[mic]\nname = "{TEST_MIC}"\n')
+    r = subprocess.run([sys.executable, "-m", "vcam", "run", "--config", str(cfg), "--photo", str(PAINTING),
+                        "--audio", pulse_null_sink.monitor, "--output", "-", "--no-tray", "--no-hotkeys",
+                        "--provider", "cpu"], capture_output=True, env=env, cwd=REPO, timeout=90,
+                       stdin=subprocess.DEVNULL)
+    err = r.stderr.decode(errors="replace")
+    assert r.returncode == 2, err
+    lines = [ln for ln in err.splitlines() if ln.startswith("vcam:")]
+    assert len(lines) == 1 and f"pid {first.proc.pid}" in lines[0] and "Traceback" not in err, err
+    assert TEST_MIC in _pulse_sources()  # the first one's microphone is untouched
+    assert first.status()["mic"]["state"] == "running"
+
+
+def test_no_mic_publishes_no_microphone(pulse_null_sink, daemons):
+    d = daemons("--photo", str(PAINTING), "--audio", pulse_null_sink.monitor, "--no-hotkeys", "--no-mic")
+    d.wait_started()
+    assert d.status()["mic"]["state"] == "off"
+    assert TEST_MIC not in _pulse_sources()
+    assert not [ln for ln in d.stderr().splitlines() if "microphone" in ln]
+
+
+def test_the_microphone_never_hears_itself(pulse_null_sink, daemons):
+    """A machine without a real input makes vcam's own source the default one: with --audio mic
+    vcam would capture its own microphone, an echo without end. It keeps the microphone silent
+    and says why, and un-mutes when a real input is the default again."""
+    pulse_null_sink.set_default()
+    old = subprocess.run(["pactl", "get-default-source"], capture_output=True, text=True).stdout.strip()
+    d = daemons("--photo", str(PAINTING), "--audio", "mic", "--no-hotkeys")
+    d.wait_started()
+    d.wait_status(lambda s: s["mic"]["state"] == "running", "mic running")
+    assert d.status()["mic"]["muted"] is False
+    try:
+        subprocess.run(["pactl", "set-default-source", TEST_MIC], check=True)
+        st = d.wait_status(lambda s: s["mic"]["muted"] is True, "muted", timeout=8.0)
+        assert "hear itself" in (st["last_error"] or ""), st["last_error"]
+    finally:
+        subprocess.run(["pactl", "set-default-source", old or pulse_null_sink.monitor])
+    d.wait_status(lambda s: s["mic"]["muted"] is False, "un-muted", timeout=8.0)
+
+
+def test_a_sound_server_without_module_support_warns_once_and_the_camera_runs(pulse_null_sink, daemons, workdir):
+    fake = workdir / "bin" / "pactl"
+    fake.parent.mkdir()
+    real = shutil.which("pactl")
+    fake.write_text("#!/bin/sh\ncase \"$1\" in load-module) echo 'Failure: Module initialization failed' >&2; "
+                    f"exit 1;; esac\nexec {real} \"$@\"\n")
+    fake.chmod(0o755)
+    d = daemons("--photo", str(PAINTING), "--audio", pulse_null_sink.monitor, "--no-hotkeys",
+                env={"PATH": f"{fake.parent}:{os.environ['PATH']}"})
+    d.wait_started()
+    st = d.wait_status(lambda s: s["mic"]["state"] == "unavailable", "mic unavailable")
+    assert "--no-mic" in st["mic"]["error"]
+    n = len(d.reader)
+    d.wait_frames(n + 30, timeout=5.0)  # the camera runs on
+    time.sleep(3.0)  # retries happen meanwhile, quietly
+    warned = [ln for ln in d.stderr().splitlines() if "virtual microphone" in ln]
+    assert len(warned) == 1, d.stderr()
+    assert TEST_MIC not in _pulse_sources()

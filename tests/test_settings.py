@@ -24,6 +24,7 @@ def no_user_config(tmp_path, monkeypatch):
     """Keep the developer's own ~/.config/vcam/config.toml out of the tests."""
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("VCAM_CONFIG_DIR", raising=False)
 
 
 def write(tmp_path, text: str, name: str = "config.toml"):

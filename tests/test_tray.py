@@ -83,12 +83,31 @@ def _click(item) -> None:
 # -- what the tray shows --
 
 
+def test_microphone_items_post_mic_commands():
+    from vcam.commands import SetAvOffset, SetMic
+
+    tray, inbox, _ = _tray()
+    tray._status["mic"] = {"state": "running", "offset_ms": 0.0, "delay_ms": 120.0, "underruns": 0}
+    menu = tray.menu()
+    assert _find(menu, "Microphone").checked
+    assert [i.text for i in _items(_find(menu, "Voice offset").submenu)] == [
+        "-40 ms", "-20 ms", "0 ms (measured delay)", "+20 ms", "+40 ms", "+80 ms"]
+    assert _find(menu, "Voice offset", "0 ms (measured delay)").checked
+    _click(_find(menu, "Microphone"))
+    _click(_find(menu, "Voice offset", "+20 ms"))
+    assert inbox.drain() == [SetMic(False), SetAvOffset(20.0)]
+    tray._status["mic"] = {"state": "off", "offset_ms": 20.0}
+    assert not _find(tray.menu(), "Microphone").checked
+    _click(_find(tray.menu(), "Microphone"))
+    assert inbox.drain() == [SetMic(True)]
+
+
 def test_menu_structure():
     tray, _, _ = _tray()
     menu = tray.menu()
     top = _items(menu)
     assert [i.text for i in top] == ["vcam: happy 75% · 30 fps", "Emotion", "Intensity", "Portrait", "Audio",
-                                     "Pause lip sync", "Preview", "Quit"]
+                                     "Pause lip sync", "Preview", "Microphone", "Voice offset", "Quit"]
     assert not top[0].enabled  # the status line
     assert [i.text for i in _items(_find(menu, "Emotion").submenu)] == [e.capitalize() for e in EMOTIONS]
     assert [i.text for i in _items(_find(menu, "Intensity").submenu)] == ["25%", "50%", "75%", "100%"]

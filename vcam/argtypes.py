@@ -28,6 +28,9 @@ def number_range(lo: float, hi: float):
 unit = number_range(0.0, 1.0)
 """A number 0..1 (an expression's intensity)."""
 
+offset_ms = _ranged(float, "a number of milliseconds", "-500..500", -500.0, 500.0)
+"""The virtual microphone's delay trim, ms."""
+
 
 def int_range(lo: int, hi: int):
     """A parser of integers ``lo..hi``."""

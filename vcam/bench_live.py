@@ -137,8 +137,11 @@ def run(photo, *, trials: int = 20, fps: int = 30, provider: str = "cpu") -> dic
     try:
         box = mouth_box(photo)
         env = dict(os.environ, VCAM_CONTROL=os.path.join(tmp.name, "control.sock"), PYTHONUNBUFFERED="1")
+        cfg = os.path.join(tmp.name, "config.toml")
+        with open(cfg, "w") as f:  # the microphone on, as by default, under a name of its own
+            f.write('[mic]\nname = "vcam_bench_live_mic"\ndescription = "vcam bench microphone"\n')
         proc = subprocess.Popen(
-            [sys.executable, "-m", "vcam", "run", "--photo", str(photo), "--audio", f"{sink}.monitor",
+            [sys.executable, "-m", "vcam", "run", "--config", cfg, "--photo", str(photo), "--audio", f"{sink}.monitor",
              "--output", "-", "--fps", str(fps), "--no-tray", "--no-hotkeys", "--provider", provider,
              "--seed", "1"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)

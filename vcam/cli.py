@@ -19,7 +19,7 @@ from pathlib import Path
 from runtime.channels import EMOTIONS
 from runtime.errors import InputError, VcamError
 from vcam import __version__
-from vcam.argtypes import int_range as _int_range, number_range, unit as _unit
+from vcam.argtypes import int_range as _int_range, number_range, offset_ms as _offset_ms, unit as _unit
 
 log = logging.getLogger("vcam")
 
@@ -141,8 +141,17 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--provenance", action="store_true",
                        help="instead: render the portraits, transform the videos with ffmpeg as calls and uploads "
                             "do, and measure the watermark's survival, false positives, PSNR and cost")
+    bench.add_argument("--av-sync", action="store_true",
+                       help="instead: measure from outside how far the lips on the camera lag the voice on the "
+                            "virtual microphone, at the start and after --minutes (needs PulseAudio or PipeWire)")
+    bench.add_argument("--fps", type=_int_range(1, 120), metavar="N", default=30,
+                       help="frame rate of the daemon for --live and --av-sync (default 30, as [live] fps)")
+    bench.add_argument("--plot", type=Path, metavar="PNG",
+                       help="--av-sync: also draw each burst's microphone level and lip gap into this PNG")
+    bench.add_argument("--minutes", type=float, metavar="M", default=30.0,
+                       help="--av-sync: measure again after this many minutes of running (default 30; 0: once)")
     bench.add_argument("--trials", type=_int_range(3, 1000), metavar="N", default=20,
-                       help="speech onsets played for --live (default 20)")
+                       help="speech onsets played for --live and --av-sync (default 20)")
     bench.add_argument("--media", type=Path, metavar="DIR", default=Path("../shared/media/audio"),
                        help="speech clips (*.wav with a .txt transcript) for --lipsync and --expressions")
     bench.add_argument("--eval-dir", type=Path, metavar="DIR", default=Path("../shared/eval"),
@@ -176,6 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="random seed for blinks and head motion (default: a new one each run)")
     run.add_argument("--no-badge", action="store_true",
                      help="no visible \"AI\" badge (default: [provenance] badge); the invisible watermark stays")
+    run.add_argument("--no-mic", action="store_true",
+                     help="no virtual microphone (default: [mic] enabled): the call app takes your own microphone")
+    run.add_argument("--av-offset-ms", type=_offset_ms, metavar="MS",
+                     help="trim the microphone's delay, -500..500 ms; positive plays the voice later "
+                          "(default: [mic] av_offset_ms)")
     run.set_defaults(run=_run_live, subparser=run)
 
     devices = sub.add_parser(
@@ -270,9 +284,20 @@ def _bench(args: argparse.Namespace) -> int:
         from vcam import assets, bench_live
         from vcam.bench import machine_line
 
-        result = bench_live.run(args.photo or assets.SAMPLE_PHOTO, trials=args.trials,
+        result = bench_live.run(args.photo or assets.SAMPLE_PHOTO, trials=args.trials, fps=args.fps,
                                 provider=args.provider or "cpu")
         sys.stdout.write((json.dumps(result, indent=2) if args.json else bench_live.table(result, machine_line()))
+                         + "\n")
+        return EXIT_OK
+    if args.av_sync:
+        from vcam import assets, bench_avsync
+        from vcam.bench import machine_line
+
+        result = bench_avsync.run(args.photo or assets.SAMPLE_PHOTO, trials=args.trials, minutes=args.minutes,
+                                  fps=args.fps, provider=args.provider or "cpu")
+        if args.plot:
+            bench_avsync.plot(result, str(args.plot))
+        sys.stdout.write((json.dumps(result, indent=2) if args.json else bench_avsync.table(result, machine_line()))
                          + "\n")
         return EXIT_OK
     if args.provenance:
@@ -354,10 +379,18 @@ def _run_live(args: argparse.Namespace) -> int:
         seed=args.seed,
         badge=settings.provenance.badge,
         badge_corner=settings.provenance.badge_corner,
+        mic=settings.mic.enabled and not args.no_mic,
+        mic_name=settings.mic.name,
+        mic_description=settings.mic.description,
+        mic_device=settings.mic.device,
+        av_offset_ms=args.av_offset_ms if args.av_offset_ms is not None else settings.mic.av_offset_ms,
     )
     with Daemon(opts) as daemon:
         where = ", ".join(outputs)
         sys.stderr.write(f"vcam: running {photo.name} -> {where} at {opts.fps} fps (stop: Ctrl+C or `vcam ctl quit`)\n")
+        pick = daemon.pick_line()
+        if pick:
+            sys.stderr.write(f"vcam: {pick}\n")
         daemon.run()
     return EXIT_OK
 

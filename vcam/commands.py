@@ -62,11 +62,25 @@ class SetPreview:
 
 
 @dataclass(frozen=True)
+class SetMic:
+    """Publish (``True``) or remove (``False``) the virtual microphone; ``None`` toggles."""
+
+    on: bool | None = None
+
+
+@dataclass(frozen=True)
+class SetAvOffset:
+    """Trim the microphone's delay: ``ms`` -500..500, positive plays the voice later."""
+
+    ms: float
+
+
+@dataclass(frozen=True)
 class Quit:
     """Stop the daemon: release the camera and audio device, then exit."""
 
 
-Command = SetEmotion | SetIntensity | SetPaused | SetPhoto | SetAudio | SetPreview | Quit
+Command = SetEmotion | SetIntensity | SetPaused | SetPhoto | SetAudio | SetPreview | SetMic | SetAvOffset | Quit
 
 _KINDS: dict[str, type] = {
     "emotion": SetEmotion,
@@ -75,6 +89,8 @@ _KINDS: dict[str, type] = {
     "photo": SetPhoto,
     "audio": SetAudio,
     "preview": SetPreview,
+    "mic": SetMic,
+    "av_offset": SetAvOffset,
     "quit": Quit,
 }
 _NAMES = {cls: name for name, cls in _KINDS.items()}
@@ -114,8 +130,13 @@ def validate(command: Command) -> None:
         _check_unit(command.intensity, allow_none=True)
     elif isinstance(command, SetIntensity):
         _check_unit(command.intensity, allow_none=False)
-    elif isinstance(command, (SetPaused, SetPreview)):
-        value = command.paused if isinstance(command, SetPaused) else command.shown
+    elif isinstance(command, SetAvOffset):
+        v = command.ms
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not -500.0 <= v <= 500.0:
+            raise InputError(f"the microphone offset must be a number of ms -500..500, got {v!r}")
+    elif isinstance(command, (SetPaused, SetPreview, SetMic)):
+        value = {SetPaused: "paused", SetPreview: "shown", SetMic: "on"}[type(command)]
+        value = getattr(command, value)
         if value is not None and not isinstance(value, bool):
             raise InputError(f"expected true, false or null, got {value!r}")
     elif isinstance(command, (SetPhoto, SetAudio)):

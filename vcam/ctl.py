@@ -16,7 +16,7 @@ from typing import Any
 
 from runtime.channels import EMOTIONS
 from runtime.errors import InputError
-from vcam.argtypes import unit as _unit
+from vcam.argtypes import offset_ms as _offset_ms, unit as _unit
 
 EXIT_OK = 0
 _LABEL_WIDTH = 10
@@ -59,6 +59,12 @@ def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> argpa
 
     preview = actions.add_parser("preview", help="show or hide the preview window")
     preview.add_argument("state", choices=("on", "off", "toggle"), metavar="on|off|toggle")
+
+    mic = actions.add_parser("mic", help="publish or remove the virtual microphone, or trim its delay")
+    mic.add_argument("state", metavar="on|off|toggle|offset",
+                     choices=("on", "off", "toggle", "offset"),
+                     help="on, off, toggle; or offset MS (positive plays the voice later)")
+    mic.add_argument("ms", nargs="?", type=_offset_ms, metavar="MS", help="with offset: -500..500 ms")
 
     status = actions.add_parser("status", help="show what the daemon is doing")
     status.add_argument("--json", action="store_true", help="print the status as JSON")
@@ -107,6 +113,14 @@ def build_request(args: argparse.Namespace) -> dict[str, Any]:
         return {"command": "audio", "source": args.source}
     if action == "preview":
         return {"command": "preview", "shown": {"on": True, "off": False}.get(args.state)}
+    if action == "mic":
+        if args.state == "offset":
+            if args.ms is None:
+                raise InputError("vcam ctl mic offset: expected a number of ms -500..500 (e.g. `vcam ctl mic offset 20`)")
+            return {"command": "av_offset", "ms": args.ms}
+        if args.ms is not None:
+            raise InputError(f"vcam ctl mic {args.state}: takes no number (did you mean `vcam ctl mic offset {args.ms:g}`?)")
+        return {"command": "mic", "on": {"on": True, "off": False}.get(args.state)}
     if action == "quit":
         return {"command": "quit"}
     raise InputError(f"unknown ctl action {action!r}")
@@ -150,10 +164,25 @@ def format_status(status: Mapping[str, Any]) -> str:
     )))
     section(("latency_ms",), lambda: _line("latency", _percentiles(status["latency_ms"])))
     section(("stages_ms",), lambda: _stages(status["stages_ms"]))
+    section(("mic",), lambda: _line("mic", mic_summary(status["mic"])))
     for key, value in status.items():
         if key not in done:
             lines.extend(_generic(key, value, 0))
     return "\n".join(lines) if lines else "(the daemon reported no status)"
+
+
+def mic_summary(mic: Mapping[str, Any]) -> str:
+    """One line on the virtual microphone: state, name, delay, offset, underruns, error."""
+    state = mic["state"]
+    if state == "off":
+        return "off" + (f" (offset {_num(_number(mic['offset_ms']))} ms)" if mic.get("offset_ms") else "")
+    return _join(
+        f"{state} \"{mic['device']}\"" if mic.get("device") else str(state),
+        f"delay {_num(_number(mic['delay_ms']))} ms" if mic.get("delay_ms") is not None else None,
+        f"offset {_num(_number(mic['offset_ms']))} ms" if mic.get("offset_ms") else None,
+        f"{int(mic.get('underruns', 0))} underruns",
+        f"error {mic['error']}" if mic.get("error") else None,
+    )
 
 
 def _stages(stages: Mapping[str, Any]) -> list[str]:

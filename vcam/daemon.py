@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 AUTO_SOURCES = ("mic", "system")
 """Sources that may be missing at start (no microphone yet, sound server not up): vcam waits."""
 AUDIO_RETRY_S = 2.0
+CAPTURE_RATE = 48000
+"""Live capture rate: the virtual microphone carries the voice at full band; the engine
+resamples to the 16 kHz its features take."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,11 @@ class LiveOptions:
     seed: int | None = None
     badge: bool = True
     badge_corner: str = "bottom-right"
+    mic: bool = False  # `vcam run` sets it from [mic] enabled (on by default there)
+    mic_name: str = "vcam_mic"
+    mic_description: str = "vcam microphone"
+    mic_device: str = ""
+    av_offset_ms: float = 0.0
 
 
 class _Output:
@@ -135,9 +143,12 @@ class Daemon:
         self._control = None
         self._hotkeys = None
         self._tray = None
+        self._mic = None
         self.engine = None
         self.photo = Path(opts.photo)
         self._audio_wanted: str | None = None
+        self._av_offset_ms = float(opts.av_offset_ms)
+        self._feedback_check_at = 0.0
         self._audio_retry_at = time.monotonic() + AUDIO_RETRY_S
         self.last_error: str | None = None
         try:
@@ -168,6 +179,8 @@ class Daemon:
                                  badge=Badge.make(opts.badge_corner) if opts.badge else None)
         for spec in dict.fromkeys(opts.outputs):
             self._add_output(spec)
+        if opts.mic:
+            self._start_mic()  # a name owned by another running vcam is refused here
         try:
             self._open_audio(opts.audio)
         except DeviceError as e:
@@ -193,7 +206,7 @@ class Daemon:
     def _open_audio(self, spec: str) -> None:
         from runtime.audio_in import AudioSource
 
-        source = AudioSource(spec)
+        source = AudioSource(spec, rate=CAPTURE_RATE)
         try:
             source.start()
         except BaseException:
@@ -202,9 +215,93 @@ class Daemon:
         old, self._audio = self._audio, source
         self._audio_wanted = None
         self.engine.set_audio(source.ring)
+        if self._mic is not None:
+            self._mic.set_ring(source.ring)
+            self._guard_feedback()
         if old is not None:
             time.sleep(2.0 / self.opts.fps)
             old.close()
+
+    def _start_mic(self) -> None:
+        """Publish the virtual microphone. Another running vcam owning its name raises
+        ``DeviceError``; a platform that cannot give one now (no sound server, no module
+        support, no virtual cable) only warns: the camera runs, the microphone keeps trying."""
+        from vcam.sinks.virtual_mic import VirtualMicrophone
+
+        opts = self.opts
+        from vcam.sinks.mic_devices import MicUnavailable
+
+        try:
+            mic = VirtualMicrophone(name=opts.mic_name, description=opts.mic_description, device=opts.mic_device,
+                                    offset_ms=self._av_offset_ms,
+                                    avoid=None if opts.audio in AUTO_SOURCES else opts.audio)
+        except MicUnavailable as e:  # a platform without any way to make one
+            self._report(str(e))
+            return
+        mic.set_video_latency_ms(self._video_latency_ms())
+        mic.start()
+        if self._audio is not None:
+            mic.set_ring(self._audio.ring)
+        self._mic = mic
+        self._guard_feedback()
+
+    def _guard_feedback(self) -> None:
+        """Keep the microphone silent while the audio source is the microphone itself (Linux: a
+        machine without a real input makes vcam's source the default one, and 'system' on a
+        machine without speakers may capture its feed): it would hear itself, an echo without end."""
+        import sys
+
+        mic, audio = self._mic, self._audio
+        if mic is None or audio is None or not sys.platform.startswith("linux"):
+            return
+        from runtime.audio_in import pulse_info
+
+        own = {mic.name, f"{mic.name}_feed.monitor"}
+        device = audio.status().get("device")
+        if audio.spec == "mic":
+            device = (pulse_info() or {}).get("default_source", device)
+        loop = device in own
+        was_muted = not mic.delay.enabled
+        mic.delay.enabled = not loop
+        if loop and not was_muted:
+            self._report(f"the audio source is vcam's own microphone ({device}): it would hear itself, so the "
+                         "microphone stays silent; pick a real input (`vcam ctl audio NAME`, `vcam devices`) "
+                         "or make one the default input")
+
+    def _stop_mic(self) -> None:
+        mic, self._mic = self._mic, None
+        if mic is not None:
+            mic.close()
+
+    def _video_latency_ms(self) -> float:
+        """How long after a sound the face shows it: the engine's measured audio->frame latency
+        (p50; before any frame, its estimate), plus half a frame period, because the first
+        frame drawn after the mouth moved comes on average that much after the movement."""
+        engine = self.engine
+        measured = (engine.status().get("latency_ms") or {}).get("p50")
+        half_frame_ms = 500.0 / self.opts.fps
+        if measured is not None:
+            return float(measured) + half_frame_ms
+        return engine.lookahead_ms + 1000.0 / self.opts.fps + half_frame_ms
+
+    @property
+    def mic_label(self) -> str | None:
+        """What call apps list as vcam's microphone, ``None`` while there is none."""
+        if self._mic is None or self._mic.state != "running":
+            return None
+        return self._mic.status()["device"]
+
+    def pick_line(self) -> str | None:
+        """What to choose in the call app, said once at start (``None`` without a microphone)."""
+        import sys
+
+        mic = self.mic_label
+        if mic is None:
+            return None
+        cam = "vcam" if sys.platform.startswith("linux") else "OBS Virtual Camera"
+        what = f'the camera "{cam}" and ' if "camera" in self._outputs else ""
+        return (f'in the call app pick {what}the microphone "{mic}": it carries the voice in step with the lips '
+                f"(delay {self._mic.delay.delay_ms:.0f} ms; `vcam ctl status`)")
 
     def _start_hotkeys(self) -> None:
         from vcam.hotkeys import HotkeyListener
@@ -245,6 +342,19 @@ class Daemon:
                     self._add_output("preview")
                 except VcamError as e:
                     self._report(str(e))
+        elif isinstance(command, cmd.SetMic):
+            want = (self._mic is None) if command.on is None else command.on
+            if want and self._mic is None:
+                try:
+                    self._start_mic()
+                except VcamError as e:
+                    self._report(f"microphone not started: {e}")
+            elif not want and self._mic is not None:
+                self._stop_mic()
+        elif isinstance(command, cmd.SetAvOffset):
+            self._av_offset_ms = float(command.ms)
+            if self._mic is not None:
+                self._mic.set_offset_ms(command.ms)
         elif isinstance(command, cmd.Quit):
             self.stop()
 
@@ -278,6 +388,8 @@ class Daemon:
         else:
             s["audio"] = {"source": self._audio_wanted, "state": "waiting", "error": self.last_error}
         s["outputs"] = {spec: out.status() for spec, out in list(self._outputs.items())}
+        mic = self._mic
+        s["mic"] = mic.status() if mic is not None else {"state": "off", "offset_ms": self._av_offset_ms}
         s["hotkeys"] = None if self._hotkeys is None else {"active": self._hotkeys.active,
                                                             "reason": self._hotkeys.reason}
         s["commands_dropped"] = self.inbox.dropped
@@ -343,6 +455,11 @@ class Daemon:
         while not self._stop.is_set():
             self.inbox.wait(0.2)
             self._retry_audio()
+            if self._mic is not None:
+                self._mic.set_video_latency_ms(self._video_latency_ms())
+                if time.monotonic() >= self._feedback_check_at:
+                    self._feedback_check_at = time.monotonic() + 2.0
+                    self._guard_feedback()
             for command in self.inbox.drain():
                 try:
                     self.apply(command)
@@ -372,6 +489,11 @@ class Daemon:
                     log.warning("closing %s: %s", type(part).__name__, e)
         if self.engine is not None:
             self.engine.close()
+        if self._mic is not None:
+            try:
+                self._mic.close()
+            except Exception as e:  # noqa: BLE001
+                log.warning("closing the microphone: %s", e)
         if self._audio is not None:
             self._audio.close()
         for out in list(self._outputs.values()):

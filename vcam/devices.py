@@ -36,13 +36,17 @@ def list_devices() -> dict[str, Any]:
         ``"system"``: system-audio sources ``[{"name", "description", "default", ...}]``
         (``"default"``: what the spec ``"system"`` captures); ``"cameras"``: virtual cameras
         ``[{"device", "label", "driver"}]``; ``"notes"``: ``{"inputs"|"system"|"cameras": [str]}``,
-        what is missing or how to get it.
+        what is missing or how to get it; ``"mics"``: the virtual microphone ``[{"name",
+        "description", "state", "pid"}]`` (Linux: the source `vcam run` publishes, ``state``
+        ``"published"`` with the owning ``pid``, or ``"not published"``; Windows/macOS: the
+        virtual cable outputs found, ``state`` ``"installed"``).
     """
-    notes: dict[str, list[str]] = {"inputs": [], "system": [], "cameras": []}
+    notes: dict[str, list[str]] = {"inputs": [], "system": [], "cameras": [], "mics": []}
     inputs = _inputs(notes["inputs"])
     system = _system_sources(inputs, notes["system"])
     cameras = _cameras(notes["cameras"])
-    return {"inputs": inputs, "system": system, "cameras": cameras, "notes": notes}
+    mics = _virtual_mics(notes["mics"])
+    return {"inputs": inputs, "system": system, "cameras": cameras, "mics": mics, "notes": notes}
 
 
 def format_devices(d: dict[str, Any]) -> str:
@@ -77,7 +81,53 @@ def format_devices(d: dict[str, Any]) -> str:
     if not cameras:
         lines.append("    (none)")
     lines += [f"    note: {n}" for n in d.get("notes", {}).get("cameras", [])]
+    lines.append("Virtual microphone (the voice in step with the face; pick it in the call app):")
+    for m in d.get("mics") or []:
+        who = f" by vcam pid {m['pid']}" if m.get("pid") else ""
+        lines.append(f"    {m['name']}  \"{m.get('description') or m['name']}\"  {m['state']}{who}")
+    if not d.get("mics"):
+        lines.append("    (none)")
+    lines += [f"    note: {n}" for n in d.get("notes", {}).get("mics", [])]
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- virtual microphone
+
+
+def _virtual_mics(notes: list[str]) -> list[dict[str, Any]]:
+    from vcam.sinks.mic_devices import MicUnavailable, NamedOutputDevice, PulseMicDevice, make_device
+
+    try:
+        from vcam.settings import load_settings
+
+        cfg = load_settings(None).mic
+        name, description, device = cfg.name, cfg.description, cfg.device
+    except Exception:  # noqa: BLE001 - a broken config is reported by the commands that use it
+        name, description, device = "vcam_mic", "vcam microphone", ""
+    try:
+        dev = make_device(name, description, device)
+    except MicUnavailable as e:
+        notes.append(str(e))
+        return []
+    if isinstance(dev, PulseMicDevice):
+        from runtime.audio_in import pulse_sources
+
+        if pulse_sources() is None:
+            notes.append("no PulseAudio/PipeWire server answers: `vcam run` publishes the microphone when one does")
+            return []
+        owners = dict(dev.owners())
+        pid = next(iter(owners.values()), None)
+        published = any(s["name"] == name for s in pulse_sources() or [])
+        if not published:
+            notes.append(f"`vcam run` publishes {description!r} ({name}) while it runs; --no-mic turns it off")
+        return [{"name": name, "description": description, "state": "published" if published else "not published",
+                 "pid": pid if pid and pid > 0 else None}]
+    assert isinstance(dev, NamedOutputDevice)
+    hits = dev.outputs()
+    if not hits:
+        notes.append(dev.help_text)
+    return [{"name": h["name"], "description": f"{h['hostapi']} output", "state": "installed", "pid": None}
+            for h in hits]
 
 
 # --------------------------------------------------------------------------- audio inputs

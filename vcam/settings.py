@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import sys
 import tomllib
 from dataclasses import dataclass, field
@@ -116,6 +117,17 @@ class _Text:
 
 
 @dataclass(frozen=True)
+class _Pattern:
+    regex: str
+    what: str
+
+    def __str__(self) -> str:
+        return self.what
+
+    def __call__(self, v: Any) -> str | None:
+        return v if isinstance(v, str) and re.fullmatch(self.regex, v) else None
+
+
 class _TextList:
     def __str__(self) -> str:
         return "a list of non-empty strings"
@@ -182,6 +194,17 @@ class LiveConfig:
 
 
 @dataclass(frozen=True)
+class MicConfig:
+    """``[mic]``: the virtual microphone that carries the voice in step with the face."""
+
+    enabled: bool = _key(_Bool())
+    name: str = _key(_Pattern(r"[A-Za-z0-9_.-]{1,64}", "letters, digits, '_', '-' or '.' (1..64)"))
+    description: str = _key(_Pattern(r"[^'\"]{1,100}", "text without quotes (1..100 characters)"))
+    device: str = _key(_Text(empty_ok=True))
+    av_offset_ms: float = _key(_Float(-500.0, 500.0))
+
+
+@dataclass(frozen=True)
 class HotkeysConfig:
     """``[hotkeys]``: global key combinations of the live webcam; ``""`` turns one off."""
 
@@ -210,6 +233,7 @@ class Settings:
     engine: EngineConfig
     emotion: EmotionConfig
     live: LiveConfig
+    mic: MicConfig
     hotkeys: HotkeysConfig
     provenance: ProvenanceConfig
     files: tuple[Path, ...]
@@ -221,6 +245,7 @@ _SECTIONS: dict[str, type] = {
     "engine": EngineConfig,
     "emotion": EmotionConfig,
     "live": LiveConfig,
+    "mic": MicConfig,
     "hotkeys": HotkeysConfig,
     "provenance": ProvenanceConfig,
 }
@@ -232,7 +257,10 @@ def default_config_path() -> Path:
 
 
 def user_config_path() -> Path:
-    """Where the user's ``config.toml`` lives on this platform (it may not exist)."""
+    """Where the user's ``config.toml`` lives on this platform (it may not exist):
+    ``$VCAM_CONFIG_DIR/config.toml`` when that variable is set, else the platform's folder."""
+    if os.environ.get("VCAM_CONFIG_DIR"):
+        return Path(os.environ["VCAM_CONFIG_DIR"]) / "config.toml"
     if sys.platform == "win32":
         base = Path(os.environ.get("APPDATA") or Path.home() / "AppData" / "Roaming")
     elif sys.platform == "darwin":

@@ -2,7 +2,8 @@
 
 :class:`TrayIcon` shows an icon with a menu built by `pystray <https://pypi.org/project/pystray/>`_
 (LGPL-3.0): a status line, *Emotion*, *Intensity*, *Portrait* (recent photos and *Open…*),
-*Audio*, *Pause lip sync*, *Preview* and *Quit*. Choosing an item posts the matching
+*Audio*, *Pause lip sync*, *Preview*, *Microphone* (the virtual microphone on or off), *Voice
+offset* (a trim of its delay) and *Quit*. Choosing an item posts the matching
 :mod:`vcam.commands` command to the daemon's :class:`~vcam.commands.CommandInbox`; the tray never
 touches the engine. Check marks and the tooltip come from ``status_fn`` (the daemon's status
 dict), read by a timer thread every second; the menu is rebuilt only when what it shows changes.
@@ -44,8 +45,10 @@ from vcam.commands import (
     CommandInbox,
     Quit,
     SetAudio,
+    SetAvOffset,
     SetEmotion,
     SetIntensity,
+    SetMic,
     SetPaused,
     SetPhoto,
     SetPreview,
@@ -146,6 +149,30 @@ def status_line(status: dict) -> str:
     return f"{NAME}: " + " · ".join(parts)
 
 
+def mic_tooltip(status: dict) -> str | None:
+    """``mic 112 ms`` (running), ``mic 112 ms, 3 underruns``, ``mic off``, ``mic unavailable``."""
+    mic = status.get("mic")
+    if not isinstance(mic, dict):
+        return None
+    state = mic.get("state")
+    if state != "running":
+        return f"mic {state}" if state else None
+    delay = _num(mic.get("delay_ms"))
+    text = "mic" + (f" {delay:.0f} ms" if delay is not None else "")
+    under = mic.get("underruns")
+    if isinstance(under, int) and under:
+        text += f", {under} underruns"
+    return text
+
+
+def mic_on(status: dict) -> bool:
+    mic = status.get("mic")
+    return isinstance(mic, dict) and mic.get("state") not in (None, "off", "closed")
+
+
+MIC_OFFSETS_MS = (-40, -20, 0, 20, 40, 80)
+
+
 def tooltip(status: dict) -> str:
     """The icon's title/tooltip: emotion, fps, latency p50, drops, audio; at most 127 characters."""
     parts = _expression(status, "paused")
@@ -163,6 +190,9 @@ def tooltip(status: dict) -> str:
     source, state = _audio(status)
     if source:
         parts.append(f"{source} {state}" if state else source)
+    mic = mic_tooltip(status)
+    if mic:
+        parts.append(mic)
     failing = [f"{k} {v}" for k, v in _outputs(status).items()
                if v and str(v).lower() not in ("ok", "open", "running", "live", "on", *_OUTPUT_CLOSED)]
     parts.extend(failing)
@@ -484,12 +514,25 @@ class TrayIcon:
             Item("Pause lip sync", self._on_pause, checked=lambda _item: self._status.get("paused") is True),
             Item("Preview", self._on_preview, checked=lambda _item: preview_shown(self._status),
                  default=lambda _item: self.backend in CLICK_PREVIEW_BACKENDS),
+            Item("Microphone", self._on_mic, checked=lambda _item: mic_on(self._status)),
+            Item("Voice offset", Menu(*[
+                Item(f"{ms:+d} ms" if ms else "0 ms (measured delay)", self._poster(SetAvOffset(float(ms))),
+                     radio=True, checked=functools.partial(self._offset_is, ms))
+                for ms in MIC_OFFSETS_MS])),
             Menu.SEPARATOR,
             Item("Quit", self._on_quit),
         )
 
     def _emotion_is(self, name: str, _item: Any) -> bool:
         return self._status.get("emotion") == name
+
+    def _offset_is(self, ms: int, _item: Any) -> bool:
+        mic = self._status.get("mic")
+        current = _num(mic.get("offset_ms")) if isinstance(mic, dict) else None
+        return current is not None and abs(current - ms) < 0.5
+
+    def _on_mic(self) -> None:
+        self.inbox.post(SetMic(not mic_on(self._status)))
 
     def _intensity_is(self, value: float, _item: Any) -> bool:
         current = _num(self._status.get("intensity"))
@@ -525,7 +568,8 @@ class TrayIcon:
         """Everything the menu shows; it is rebuilt when this changes."""
         s = self._status
         return (status_line(s), s.get("emotion"), _num(s.get("intensity")), s.get("paused") is True,
-                str(s.get("photo")), _audio(s)[0], preview_shown(s), tuple(self._photos))
+                str(s.get("photo")), _audio(s)[0], preview_shown(s), tuple(self._photos), mic_on(s),
+                _num((s.get("mic") or {}).get("offset_ms")) if isinstance(s.get("mic"), dict) else None)
 
     # -- actions (pystray calls them on its loop's thread) --
 

@@ -56,7 +56,7 @@ def signing_identity(folder: Path | None = None) -> tuple[bytes, bytes]:
         _write_private(chain_path, chain, mode=0o644)
     except OSError as e:
         raise CredentialsError(f"cannot store the Content Credentials key in {folder}: {e.strerror or e}; "
-                               "make that folder writable (or set XDG_CONFIG_HOME)") from None
+                               "make that folder writable (or set VCAM_CONFIG_DIR)") from None
     return chain, key
 
 
