@@ -119,8 +119,9 @@ def test_the_microphone_is_made_carries_the_voice_and_is_removed(pulse, pulse_nu
 
 
 def test_the_delay_follows_the_engine(pulse, pulse_null_sink):
-    """Raising the video latency by 100 ms delays the microphone by 100 ms (+-8), measured by
-    recording the speakers and the microphone side by side."""
+    """Raising the video latency by 100 ms delays the microphone by 100 ms (+-15: each delay
+    holds within a 4 ms deadband, and two parec recordings on a loaded machine add their own
+    jitter), measured by recording the speakers and the microphone side by side."""
     src = AudioSource(pulse_null_sink.monitor, rate=RATE).start()
     voice = speech(0.8)
     lags = []
@@ -139,7 +140,7 @@ def test_the_delay_follows_the_engine(pulse, pulse_null_sink):
                 lags.append((ka - kb) * 1000.0 / RATE)
     finally:
         src.close()
-    assert abs((lags[1] - lags[0]) - 100.0) < 8.0, lags
+    assert abs((lags[1] - lags[0]) - 100.0) < 15.0, lags
 
 
 def test_a_lost_input_gives_silence_not_old_audio(pulse, pulse_null_sink):
