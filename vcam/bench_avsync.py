@@ -28,7 +28,6 @@ in between, so the daemon works as in a call and any clock drift builds up).
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -40,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime.errors import DeviceError
-from vcam.bench_live import BURST_S, RATE, SILENCE_S, _daemon_status, _pactl
+from vcam.bench_live import BURST_S, RATE, _daemon_status, _pactl, burst_track, play_into, stop_daemon
 
 MIC_NAME = "vcam_bench_mic"
 REST_MS = (-600.0, -150.0)  # rest window around the microphone onset
@@ -128,7 +127,7 @@ class _FrameKeeper(threading.Thread):
             self.count += 1
             self.t_first = self.t_first or t
             self.t_last = t
-            if any(a <= t <= b for a, b in self.windows[-40:]):
+            if any(a <= t <= b for a, b in self.windows):
                 self.kept.append((t, data))
 
 
@@ -165,6 +164,14 @@ def lip_gaps(frames: list[tuple[int, bytes]]) -> tuple[np.ndarray, np.ndarray]:
     return t, gaps
 
 
+def recorder_origin(rec_info: np.ndarray, *, rate: int = RATE) -> float:
+    """When the recorder's sample 0 was captured (``monotonic_ns``), from its callbacks' rows
+    ``(first sample index, ADC time ns, status)``: the median over the steady part (the first
+    quarter is the stream's start-up burst)."""
+    off = rec_info[:, 1] - rec_info[:, 0] * 1e9 / rate
+    return float(np.median(off[len(off) // 4:] if len(off) > 8 else off))
+
+
 def mic_onsets(rec_x: np.ndarray, rec_info: np.ndarray, bursts: list[np.ndarray], expect_ns: list[int],
                *, rate: int = RATE) -> list[tuple[int | None, float]]:
     """Per burst ``(onset on the microphone, monotonic_ns, or None; correlation at the best lag)``.
@@ -172,9 +179,7 @@ def mic_onsets(rec_x: np.ndarray, rec_info: np.ndarray, bursts: list[np.ndarray]
     ``rec_info`` rows ``(first sample index, ADC time ns, status)`` of the recorder's callbacks;
     ``expect_ns``: when each burst is expected (its play time), searched +-1 s around.
     """
-    off = rec_info[:, 1] - rec_info[:, 0] * 1e9 / rate
-    steady = off[len(off) // 4:] if len(off) > 8 else off
-    t0 = float(np.median(steady))
+    t0 = recorder_origin(rec_info, rate=rate)
     out = []
     for burst, expect in zip(bursts, expect_ns, strict=True):
         centre = int(round((expect - t0) * rate / 1e9))
@@ -216,47 +221,10 @@ def offsets(mic: list[tuple[int | None, float]], t_ns: np.ndarray, gaps: np.ndar
     return out
 
 
-def _play(sink: str, track: np.ndarray, onsets_at: list[int], stop: threading.Event | None = None) -> list[int]:
-    """Play ``track`` into ``sink``; returns each onset's arrival at the sink (monotonic_ns)."""
-    import sounddevice as sd
-
-    onset_ns: list[int] = []
-    pos = [0]
-    done = threading.Event()
-
-    def callback(outdata, frames, t, status):  # noqa: ARG001 - sounddevice's signature
-        p = pos[0]
-        n = max(0, min(frames, track.shape[0] - p))
-        outdata[:n, 0] = track[p:p + n]
-        outdata[n:, 0] = 0.0
-        dac_ns = time.monotonic_ns() + int((t.outputBufferDacTime - t.currentTime) * 1e9)
-        for at in onsets_at[len(onset_ns):]:
-            if p <= at < p + frames:
-                onset_ns.append(dac_ns + int((at - p) * 1e9 / RATE))
-        pos[0] = p + frames
-        if pos[0] >= track.shape[0] or (stop is not None and stop.is_set()):
-            done.set()
-
-    os.environ["PULSE_SINK"] = sink
-    try:
-        with sd.OutputStream(device="pulse", samplerate=RATE, channels=1, dtype="float32", blocksize=480,
-                             latency="low", callback=callback):
-            done.wait(track.shape[0] / RATE + 10)
-    finally:
-        os.environ.pop("PULSE_SINK", None)
-    return onset_ns
-
-
 def _phase(sink: str, keeper: _FrameKeeper, trials: int, tmp: str, tag: str) -> dict:
     """One measurement: ``trials`` bursts, recorded from the microphone; offsets and correlations."""
     bursts = onset_bursts(trials)
-    period = int((SILENCE_S + BURST_S) * RATE)
-    track = np.zeros(period * trials + int(SILENCE_S * RATE), np.float32)
-    onsets_at = []
-    for k, b in enumerate(bursts):
-        at = k * period + int(SILENCE_S * RATE)
-        track[at:at + b.shape[0]] = b
-        onsets_at.append(at)
+    track, onsets_at = burst_track(bursts)
     seconds = track.shape[0] / RATE + 4.0
     out = os.path.join(tmp, f"rec_{tag}.npz")
     rec = subprocess.Popen([sys.executable, "-c", _RECORDER, str(RATE), str(seconds), out, MIC_NAME],
@@ -268,11 +236,11 @@ def _phase(sink: str, keeper: _FrameKeeper, trials: int, tmp: str, tag: str) -> 
     for at in onsets_at:  # keep frames around each burst (from its play time; the lips come later)
         t = start + int(at * 1e9 / RATE)
         keeper.windows.append((t - 1_000_000_000, t + 1_500_000_000))
-    played = _play(sink, track, onsets_at)
+    played = play_into(sink, track, onsets_at)
     rec.wait(seconds + 30)
     time.sleep(1.0)
     data = np.load(out)
-    frames = [f for f in keeper.kept]
+    frames = list(keeper.kept)
     keeper.kept.clear()
     mic = mic_onsets(data["x"], data["info"], bursts, played)
     t_ns, gaps = lip_gaps(frames)
@@ -287,8 +255,7 @@ def traces(mic, t_ns: np.ndarray, gaps: np.ndarray, rec_x: np.ndarray, rec_info:
            *, rate: int = RATE) -> list[dict]:
     """Per burst, around its onset on the microphone (-600..+600 ms): the frames' arrival (ms)
     and lip gap, and the microphone's level (10 ms RMS, on a 10 ms grid), for plotting."""
-    off = rec_info[:, 1] - rec_info[:, 0] * 1e9 / rate
-    t0 = float(np.median(off[len(off) // 4:])) if len(off) > 8 else float(np.median(off))
+    t0 = recorder_origin(rec_info, rate=rate)
     hop = rate // 100
     out = []
     for onset, _r in mic:
@@ -397,11 +364,7 @@ def run(photo, *, trials: int = 20, fps: int = 30, minutes: float = 30.0, provid
         result["render_ms_p50"] = ((status.get("stages_ms") or {}).get("render") or {}).get("p50")
     finally:
         if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_daemon(proc, 15.0)
         subprocess.run(["pactl", "unload-module", module], capture_output=True)
         tmp.cleanup()
     return result
@@ -416,7 +379,7 @@ def _talk(sink: str, seconds: float) -> None:
     one = np.concatenate([pcm, np.zeros(2 * RATE, np.float32)])
     reps = int(np.ceil(seconds * RATE / one.shape[0]))
     track = np.tile(one, reps)[: int(seconds * RATE)] * 0.5
-    _play(sink, track, [])
+    play_into(sink, track, [])
 
 
 def _mic_status(env) -> dict | None:

@@ -27,7 +27,6 @@ import sys
 import tempfile
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -126,8 +125,6 @@ def mouth_box(photo) -> tuple[int, int, int, int]:
 
 def run(photo, *, trials: int = 20, fps: int = 30, provider: str = "cpu") -> dict:
     """Start a daemon, play ``trials`` speech onsets, return latency and frame-rate figures."""
-    import sounddevice as sd
-
     _pactl("info")
     sink = f"vcam_bench_{os.getpid()}"
     module = _pactl("load-module", "module-null-sink", f"sink_name={sink}",
@@ -154,47 +151,71 @@ def run(photo, *, trials: int = 20, fps: int = 30, provider: str = "cpu") -> dic
             time.sleep(0.05)
         time.sleep(2.5)  # an idle PulseAudio sink starts delivering to a new monitor stream after ~2 s
 
-        bursts = speech_bursts(trials)
-        period = int((SILENCE_S + BURST_S) * RATE)
-        track = np.zeros(period * trials + int(SILENCE_S * RATE), np.float32)
-        onsets_at = []
-        for k, b in enumerate(bursts):
-            at = k * period + int(SILENCE_S * RATE)
-            track[at:at + b.shape[0]] = b
-            onsets_at.append(at)
-        onset_ns: list[int] = []
-        pos = [0]
-        done = threading.Event()
-
-        def callback(outdata, frames, t, status):  # noqa: ARG001 - sounddevice's signature
-            p = pos[0]
-            n = min(frames, track.shape[0] - p)
-            outdata[:n, 0] = track[p:p + n]
-            outdata[n:, 0] = 0.0
-            dac_ns = time.monotonic_ns() + int((t.outputBufferDacTime - t.currentTime) * 1e9)
-            for at in onsets_at[len(onset_ns):]:
-                if p <= at < p + frames:
-                    onset_ns.append(dac_ns + int((at - p) * 1e9 / RATE))
-            pos[0] = p + frames
-            if pos[0] >= track.shape[0]:
-                done.set()
-
-        os.environ["PULSE_SINK"] = sink
-        with sd.OutputStream(device="pulse", samplerate=RATE, channels=1, dtype="float32", blocksize=480,
-                             latency="low", callback=callback):
-            done.wait(track.shape[0] / RATE + 10)
+        track, onsets_at = burst_track(speech_bursts(trials))
+        onset_ns = play_into(sink, track, onsets_at)
         time.sleep(0.5)
         status = _daemon_status(env)
     finally:
         if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_daemon(proc, 10.0)
         subprocess.run(["pactl", "unload-module", module], capture_output=True)
         tmp.cleanup()
     return analyse(np.array(reader.t_ns, np.int64), reader.crops, onset_ns, fps=fps, daemon_status=status)
+
+
+def burst_track(bursts: list[np.ndarray]) -> tuple[np.ndarray, list[int]]:
+    """``(track (n,) float32, onsets)``: each burst after ``SILENCE_S`` of silence, and silence
+    at the end; ``onsets``: where each burst starts, in samples."""
+    period = int((SILENCE_S + BURST_S) * RATE)
+    track = np.zeros(period * len(bursts) + int(SILENCE_S * RATE), np.float32)
+    onsets_at = []
+    for k, b in enumerate(bursts):
+        at = k * period + int(SILENCE_S * RATE)
+        track[at:at + b.shape[0]] = b
+        onsets_at.append(at)
+    return track, onsets_at
+
+
+def play_into(sink: str, track: np.ndarray, onsets_at: list[int]) -> list[int]:
+    """Play ``track`` (``RATE`` Hz) into the PulseAudio sink ``sink``; returns when each of
+    ``onsets_at`` (samples) reached the sink: the callback's ``monotonic_ns`` plus PortAudio's
+    output latency estimate (``outputBufferDacTime - currentTime``)."""
+    import sounddevice as sd
+
+    onset_ns: list[int] = []
+    pos = [0]
+    done = threading.Event()
+
+    def callback(outdata, frames, t, status):  # noqa: ARG001 - sounddevice's signature
+        p = pos[0]
+        n = max(0, min(frames, track.shape[0] - p))
+        outdata[:n, 0] = track[p:p + n]
+        outdata[n:, 0] = 0.0
+        dac_ns = time.monotonic_ns() + int((t.outputBufferDacTime - t.currentTime) * 1e9)
+        for at in onsets_at[len(onset_ns):]:
+            if p <= at < p + frames:
+                onset_ns.append(dac_ns + int((at - p) * 1e9 / RATE))
+        pos[0] = p + frames
+        if pos[0] >= track.shape[0]:
+            done.set()
+
+    os.environ["PULSE_SINK"] = sink
+    try:
+        with sd.OutputStream(device="pulse", samplerate=RATE, channels=1, dtype="float32", blocksize=480,
+                             latency="low", callback=callback):
+            done.wait(track.shape[0] / RATE + 10)
+    finally:
+        os.environ.pop("PULSE_SINK", None)
+    return onset_ns
+
+
+def stop_daemon(proc: subprocess.Popen, timeout_s: float) -> None:
+    """SIGTERM, then SIGKILL if it is not gone within ``timeout_s``."""
+    proc.terminate()
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 def _daemon_status(env) -> dict | None:
