@@ -129,7 +129,6 @@ class VoiceDelay:
         self.underrun_ms = 0.0
         self.silence_ms = 0.0
         self.resyncs = 0
-        self.blocks = 0
 
     # -- controls (any thread: single attribute writes) --
 
@@ -153,7 +152,6 @@ class VoiceDelay:
         locks, logs nothing, never raises for any ring state.
         """
         n = out.shape[0]
-        self.blocks += 1
         ring = self.ring
         block_ms = n * 1000.0 / self.out_rate
         if ring is None or not self.enabled:
@@ -173,7 +171,7 @@ class VoiceDelay:
         age_ms = (now_ns - last_ns) / 1e6  # how old the newest captured sample is now
         if 0.0 <= age_ms < 200.0:  # (older: the source stalled, handled below)
             self._gap_peak_ms = max(age_ms, self._gap_peak_ms * FLOOR_DECAY)
-        self.floor_ms = (play_ns - now_ns) / 1e6 + n * 1000.0 / self.out_rate + self._gap_peak_ms + FLOOR_MARGIN_MS
+        self.floor_ms = (play_ns - now_ns) / 1e6 + block_ms + self._gap_peak_ms + FLOOR_MARGIN_MS
         want_ns = play_ns - int(max(self.delay_ms, self.floor_ms) * 1e6)
         newest = written - 1
         origin = last_ns - written * 1e9 / rate  # this delivery's (late) bound on the capture clock
@@ -189,19 +187,16 @@ class VoiceDelay:
             self._pos = None
             return
         pos = self._pos
-        if pos is None or abs(pos - target) > RESYNC_MS * rate / 1000.0:
-            if pos is not None:
+        far = pos is not None and abs(pos - target) > RESYNC_MS * rate / 1000.0
+        if pos is None or far or self._snap:  # start, far off, or off and the last block was quiet
+            if far:
                 self.resyncs += 1
+            elif pos is not None:
+                self.quiet_jumps += 1
             pos = float(round(target))
             self.error_ms = 0.0
             self._steering = False
             self._off_blocks = 0
-        elif self._snap:  # off by more than the deadband and the last block was quiet: jump now
-            pos = float(round(target))
-            self.error_ms = 0.0
-            self._steering = False
-            self._off_blocks = 0
-            self.quiet_jumps += 1
         self._snap = False
         err_ms = (pos - target) * 1000.0 / rate  # > 0: reading newer audio than wanted (too little delay)
         self.error_ms += SMOOTHING * (err_ms - self.error_ms)
@@ -256,7 +251,7 @@ class VoiceDelay:
 
     def status(self) -> dict:
         """JSON-safe counters (see the class docstring)."""
-        return {"muted": not self.enabled, "delay_ms": round(self.delay_ms, 1), "floor_ms": round(self.floor_ms, 1), "error_ms": round(self.error_ms, 2),
-                "ratio": round(self.ratio, 5), "underruns": self.underruns,
+        return {"muted": not self.enabled, "delay_ms": round(self.delay_ms, 1), "floor_ms": round(self.floor_ms, 1),
+                "error_ms": round(self.error_ms, 2), "ratio": round(self.ratio, 5), "underruns": self.underruns,
                 "underrun_ms": round(self.underrun_ms, 1), "silence_ms": round(self.silence_ms, 1),
                 "resyncs": self.resyncs, "quiet_jumps": self.quiet_jumps}

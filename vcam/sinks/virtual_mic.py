@@ -280,16 +280,19 @@ class VirtualMicrophone:
     def _tick(self) -> None:
         now = time.monotonic()
         if self._stream is not None:
-            why = None
+            device_lost = None
             if not self._stream.active:
                 why = "its playback stream stopped"
+                device_lost = self.device.check()  # a server restart stops the stream and takes the device
             elif now >= self._next_check:
                 self._next_check = now + self.check_s
-                why = self.device.check()
+                why = device_lost = self.device.check()
+            else:
+                return
             if why is None:
                 return
             self._close_stream()
-            if self.device.check() is not None:
+            if device_lost is not None:
                 self.device.forget()
                 self._created = False
             self.state = "waiting"
