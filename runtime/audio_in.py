@@ -76,17 +76,25 @@ _TICK_S = 0.1
 # --------------------------------------------------------------------------- PulseAudio (pactl)
 
 
-def _pactl(*args: str, timeout: float = 3.0) -> str | None:
-    """``pactl args...`` stdout (C locale), or ``None`` when pactl is missing or fails."""
+def pactl_run(*args: str, timeout: float = 3.0) -> tuple[int, str, str]:
+    """``(returncode, stdout, first line of stderr)`` of ``pactl args...`` (C locale); 127 when
+    pactl is missing, 1 when it cannot run or times out."""
     exe = shutil.which("pactl")
     if exe is None:
-        return None
+        return 127, "", "pactl not found (install pulseaudio-utils)"
     try:
         r = subprocess.run([exe, *args], capture_output=True, text=True, timeout=timeout,
                            env={**os.environ, "LC_ALL": "C"}, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return r.stdout if r.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError) as e:
+        return 1, "", str(e)
+    err = r.stderr.strip().splitlines()
+    return r.returncode, r.stdout, err[0] if err else ""
+
+
+def _pactl(*args: str, timeout: float = 3.0) -> str | None:
+    """``pactl args...`` stdout (C locale), or ``None`` when pactl is missing or fails."""
+    code, out, _ = pactl_run(*args, timeout=timeout)
+    return out if code == 0 else None
 
 
 def pulse_info() -> dict[str, str] | None:
@@ -136,19 +144,25 @@ def pulse_source_descriptions() -> dict[str, str]:
     return desc
 
 
-def _pulse_outputs_of_pid(pid: int) -> list[tuple[int, int]]:
-    """``[(source_output_index, source_index)]`` of the record streams of process ``pid``."""
-    out = _pactl("list", "source-outputs")
-    found, cur, src = [], None, None
+_STREAM_KINDS = {"source-outputs": ("Source Output #", "Source:"), "sink-inputs": ("Sink Input #", "Sink:")}
+
+
+def pulse_streams_of_pid(pid: int, kind: str = "source-outputs") -> list[tuple[int, int]]:
+    """``[(stream index, device index)]`` of process ``pid``'s record streams (``kind``
+    ``"source-outputs"``: the source each records from) or playback streams (``"sink-inputs"``:
+    the sink each plays into)."""
+    header, field = _STREAM_KINDS[kind]
+    out = _pactl("list", kind)
+    found, cur, dev = [], None, None
     for line in (out or "").splitlines():
         s = line.strip()
-        if s.startswith("Source Output #"):
-            cur, src = int(s.rsplit("#", 1)[1]), None
-        elif s.startswith("Source:") and s[7:].strip().isdigit():
-            src = int(s[7:].strip())
-        elif s.startswith("application.process.id") and cur is not None and src is not None:
+        if s.startswith(header):
+            cur, dev = int(s.rsplit("#", 1)[1]), None
+        elif s.startswith(field) and s[len(field):].strip().isdigit():
+            dev = int(s[len(field):].strip())
+        elif s.startswith("application.process.id") and cur is not None and dev is not None:
             if s.split("=", 1)[1].strip().strip('"') == str(pid):
-                found.append((cur, src))
+                found.append((cur, dev))
     return found
 
 
@@ -676,7 +690,7 @@ class AudioSource:
     def _check_pulse_routing(self, target: _Target) -> None:
         """Make sure our record stream is on ``target``'s source (a PipeWire ALSA plugin, say,
         ignores ``PULSE_SOURCE``): move it there with pactl when it is not."""
-        ours = _pulse_outputs_of_pid(os.getpid())
+        ours = pulse_streams_of_pid(os.getpid(), "source-outputs")
         if not ours or any(src == target.pulse_index for _, src in ours):
             return
         out_idx = max(o for o, _ in ours)

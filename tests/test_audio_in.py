@@ -137,7 +137,7 @@ def test_device_vanishes_and_comes_back(pulse_null_sink):
         _wait(lambda: src.status()["state"] == "waiting", 3.0, "state 'waiting' after the sink was unloaded")
         st = src.status()
         assert pulse_null_sink.monitor in st["error"], st
-        _wait(lambda: not audio_in._pulse_outputs_of_pid(os.getpid()), 2.0, "the lost stream to be closed")
+        _wait(lambda: not audio_in.pulse_streams_of_pid(os.getpid(), "source-outputs"), 2.0, "the lost stream to be closed")
         time.sleep(0.7)
         assert src.status()["state"] == "waiting" and src.reopen_attempts >= 1
         pulse_null_sink.reload()
@@ -156,14 +156,14 @@ def test_close_is_idempotent_and_releases_the_device(pulse_null_sink):
     assert src.status()["state"] == "closed"
     src.start()
     src.start()  # starting twice is harmless
-    assert audio_in._pulse_outputs_of_pid(os.getpid()), "no record stream while running"
+    assert audio_in.pulse_streams_of_pid(os.getpid(), "source-outputs"), "no record stream while running"
     thread = src._thread
     src.close()
     src.close()
     assert src.status()["state"] == "closed"
     assert not thread.is_alive()
     assert audio_in._open_streams == 0
-    _wait(lambda: not audio_in._pulse_outputs_of_pid(os.getpid()), 2.0, "close() to release the device")
+    _wait(lambda: not audio_in.pulse_streams_of_pid(os.getpid(), "source-outputs"), 2.0, "close() to release the device")
     with pytest.raises(RuntimeError):
         src.start()
     # the device can be opened again at once

@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from runtime.audio_in import pactl_run, pulse_streams_of_pid
 from runtime.errors import DeviceError
 
 PULSE_PCM = "pulse"  # PortAudio's name for the ALSA PulseAudio plugin (as runtime.audio_in)
@@ -54,18 +53,9 @@ class OutputTarget:
 # --------------------------------------------------------------------------- Linux
 
 
-def _pactl(*args: str, timeout: float = 5.0) -> tuple[int, str, str]:
-    """``(returncode, stdout, stderr)`` of ``pactl args`` (C locale); 127 when pactl is missing."""
-    exe = shutil.which("pactl")
-    if exe is None:
-        return 127, "", "pactl not found (install pulseaudio-utils)"
-    try:
-        r = subprocess.run([exe, *args], capture_output=True, text=True, timeout=timeout,
-                           env={**os.environ, "LC_ALL": "C"}, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.SubprocessError) as e:
-        return 1, "", str(e)
-    err = r.stderr.strip().splitlines()
-    return r.returncode, r.stdout, err[0] if err else ""
+def _pactl(*args: str) -> tuple[int, str, str]:
+    """:func:`runtime.audio_in.pactl_run` with room for a busy server to load a module."""
+    return pactl_run(*args, timeout=5.0)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -206,22 +196,6 @@ class PulseMicDevice:
                                "that vcam did not make; set [mic] name to another name")
 
 
-def pulse_sink_input_of_pid(pid: int) -> list[tuple[int, str]]:
-    """``[(sink input index, sink index as text)]`` of process ``pid``'s playback streams."""
-    code, out, _ = _pactl("list", "sink-inputs")
-    found, cur, sink = [], None, None
-    for line in out.splitlines() if code == 0 else []:
-        s = line.strip()
-        if s.startswith("Sink Input #"):
-            cur, sink = int(s.rsplit("#", 1)[1]), None
-        elif s.startswith("Sink:"):
-            sink = s[5:].strip()
-        elif s.startswith("application.process.id") and cur is not None and sink is not None:
-            if s.split("=", 1)[1].strip().strip('"') == str(pid):
-                found.append((cur, sink))
-    return found
-
-
 def ensure_on_sink(sink_name: str) -> bool:
     """Move this process's playback streams onto ``sink_name`` when they are elsewhere (an
     ALSA plugin that ignores ``PULSE_SINK``); returns whether one had to move. Never puts the
@@ -229,9 +203,10 @@ def ensure_on_sink(sink_name: str) -> bool:
     code, out, _ = _pactl("list", "short", "sinks")
     if code != 0:
         return False
-    index = next((line.split("\t")[0] for line in out.splitlines() if line.split("\t")[1:2] == [sink_name]), None)
+    index = next((int(line.split("\t")[0]) for line in out.splitlines() if line.split("\t")[1:2] == [sink_name]),
+                 None)
     moved = False
-    for si, sink in pulse_sink_input_of_pid(os.getpid()):
+    for si, sink in pulse_streams_of_pid(os.getpid(), "sink-inputs"):
         if index is not None and sink != index:
             _pactl("move-sink-input", str(si), sink_name)
             moved = True
