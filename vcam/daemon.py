@@ -226,11 +226,10 @@ class Daemon:
         """Publish the virtual microphone. Another running vcam owning its name raises
         ``DeviceError``; a platform that cannot give one now (no sound server, no module
         support, no virtual cable) only warns: the camera runs, the microphone keeps trying."""
+        from vcam.sinks.mic_devices import MicUnavailable
         from vcam.sinks.virtual_mic import VirtualMicrophone
 
         opts = self.opts
-        from vcam.sinks.mic_devices import MicUnavailable
-
         try:
             mic = VirtualMicrophone(name=opts.mic_name, description=opts.mic_description, device=opts.mic_device,
                                     offset_ms=self._av_offset_ms,
@@ -252,11 +251,11 @@ class Daemon:
         import sys
 
         mic, audio = self._mic, self._audio
-        if mic is None or audio is None or not sys.platform.startswith("linux"):
+        own = getattr(mic.device, "sources", None) if mic is not None else None
+        if not own or audio is None or not sys.platform.startswith("linux"):
             return
         from runtime.audio_in import pulse_info
 
-        own = {mic.name, f"{mic.name}_feed.monitor"}
         device = audio.status().get("device")
         if audio.spec == "mic":
             device = (pulse_info() or {}).get("default_source", device)

@@ -112,12 +112,12 @@ def _virtual_mics(notes: list[str]) -> list[dict[str, Any]]:
     if isinstance(dev, PulseMicDevice):
         from runtime.audio_in import pulse_sources
 
-        if pulse_sources() is None:
+        sources = pulse_sources()
+        if sources is None:
             notes.append("no PulseAudio/PipeWire server answers: `vcam run` publishes the microphone when one does")
             return []
-        owners = dict(dev.owners())
-        pid = next(iter(owners.values()), None)
-        published = any(s["name"] == name for s in pulse_sources() or [])
+        pid = next((p for _, p in dev.owners()), None)
+        published = any(s["name"] == name for s in sources)
         if not published:
             notes.append(f"`vcam run` publishes {description!r} ({name}) while it runs; --no-mic turns it off")
         return [{"name": name, "description": description, "state": "published" if published else "not published",

@@ -98,6 +98,12 @@ class PulseMicDevice:
         self.rate = int(rate)
         self.modules: list[int] = []  # ours, in load order
 
+    @property
+    def sources(self) -> frozenset[str]:
+        """The sound server's sources that carry this microphone's audio (the source itself and
+        the feed's monitor): an audio input that is one of them would hear the microphone."""
+        return frozenset({self.name, f"{self.feed}.monitor"})
+
     # -- lifecycle --
 
     def create(self) -> OutputTarget:
