@@ -7,7 +7,7 @@ import numpy as np
 from fixtures_pulse import ensure_pulse_server
 
 from vcam import bench_avsync
-from vcam.assets import SAMPLE_PHOTO
+from vcam.assets import SAMPLE_AUDIO, SAMPLE_PHOTO
 
 RATE = bench_avsync.RATE
 
@@ -72,3 +72,28 @@ def test_onset_bursts_begin_where_speech_begins():
         head = np.abs(b[: RATE // 100]).max()  # the first 10 ms: the pause's end, then the onset
         body = np.abs(b[RATE // 20: RATE // 10]).max()  # 50-100 ms: speech
         assert head < body and body > 0.2
+
+
+def test_onset_bursts_from_another_recording_and_one_without_pauses(tmp_path):
+    import pytest
+
+    from runtime.errors import InputError
+    from vcam.audio_file import load_audio
+
+    speech = load_audio(SAMPLE_AUDIO, rate=RATE)
+    path = tmp_path / "again.wav"
+    import wave
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(RATE)
+        w.writeframes((np.clip(speech, -1, 1) * 32767).astype("<i2").tobytes())
+    assert len(bench_avsync.onset_bursts(3, path)) == 3
+    hum = tmp_path / "hum.wav"
+    with wave.open(str(hum), "wb") as w:  # loud all the way through: no onset after a pause
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(RATE)
+        w.writeframes((np.sin(np.arange(RATE * 3) * 0.05) * 20000).astype("<i2").tobytes())
+    with pytest.raises(InputError, match="no speech onset after a pause"):
+        bench_avsync.onset_bursts(3, hum)

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.errors import DeviceError
+from runtime.errors import DeviceError, InputError
 from vcam.bench_live import BURST_S, RATE, _daemon_status, _pactl, burst_track, play_into, stop_daemon
 
 MIC_NAME = "vcam_bench_mic"
@@ -71,15 +71,16 @@ np.savez(out, x=buf[:k[0]], info=info[:min(k[1], info.shape[0])])
 """
 
 
-def onset_bursts(n: int) -> list[np.ndarray]:
+def onset_bursts(n: int, audio=None) -> list[np.ndarray]:
     """``n`` bursts ``(BURST_S * RATE,) float32`` that each begin where the sample clip's speech
-    begins after a pause (at least 100 ms quiet, then 50 ms loud): real onsets, so the mouth
+    (``audio``, default the sample clip) begins after a pause (at least 100 ms quiet, then 50 ms
+    loud): real onsets, so the mouth
     has a reason to open at the onset (a cut from the middle of a word may begin as the mouth
     closes). The clip has a few; they repeat. 5 ms fades, normalised to a 0.5 peak."""
     from vcam import assets
     from vcam.audio_file import load_audio
 
-    pcm = load_audio(assets.SAMPLE_AUDIO, rate=RATE)
+    pcm = load_audio(audio or assets.SAMPLE_AUDIO, rate=RATE)
     hop = RATE // 100
     energy = np.array([float(np.mean(pcm[i:i + hop] ** 2)) for i in range(0, len(pcm) - hop, hop)])
     top = float(np.percentile(energy, 95))
@@ -88,7 +89,8 @@ def onset_bursts(n: int) -> list[np.ndarray]:
     starts = [max(0, (i - 2) * hop) for i in range(10, len(energy) - 5)
               if quiet[i - 10:i].all() and loud[i:i + 5].all() and (i - 2) * hop + length <= pcm.shape[0]]
     if not starts:
-        raise DeviceError("bench --av-sync: the sample clip has no speech onset after a pause")
+        raise InputError(f"bench --av-sync: {audio or assets.SAMPLE_AUDIO} has no speech onset after a pause; "
+                         "give a recording with pauses between phrases")
     fade = np.linspace(0.0, 1.0, RATE // 200, dtype=np.float32)
     bursts = []
     for k in range(n):
@@ -221,9 +223,9 @@ def offsets(mic: list[tuple[int | None, float]], t_ns: np.ndarray, gaps: np.ndar
     return out
 
 
-def _phase(sink: str, keeper: _FrameKeeper, trials: int, tmp: str, tag: str) -> dict:
+def _phase(sink: str, keeper: _FrameKeeper, trials: int, tmp: str, tag: str, audio=None) -> dict:
     """One measurement: ``trials`` bursts, recorded from the microphone; offsets and correlations."""
-    bursts = onset_bursts(trials)
+    bursts = onset_bursts(trials, audio)
     track, onsets_at = burst_track(bursts)
     seconds = track.shape[0] / RATE + 4.0
     out = os.path.join(tmp, f"rec_{tag}.npz")
@@ -321,7 +323,8 @@ def summarise(offs: list[float | None], corrs: list[float], mic_lags_ms: list[fl
     }
 
 
-def run(photo, *, trials: int = 20, fps: int = 30, minutes: float = 30.0, provider: str = "cpu") -> dict:
+def run(photo, *, trials: int = 20, fps: int = 30, minutes: float = 30.0, provider: str = "cpu",
+        audio=None) -> dict:
     """Start a daemon with its microphone; measure at the start and after ``minutes``."""
     _pactl("info")
     sink = f"vcam_bench_spk_{os.getpid()}"
@@ -348,12 +351,12 @@ def run(photo, *, trials: int = 20, fps: int = 30, minutes: float = 30.0, provid
             time.sleep(0.1)
         time.sleep(3.0)  # the engine's latency figure settles; the microphone follows it
         started = time.monotonic()
-        result["start"] = _phase(sink, keeper, trials, tmp.name, "start")
+        result["start"] = _phase(sink, keeper, trials, tmp.name, "start", audio)
         result["start"]["daemon"] = _mic_status(env)
         wait_s = minutes * 60.0 - (time.monotonic() - started)
         if wait_s > 0:
             _talk(sink, wait_s)
-            result["later"] = _phase(sink, keeper, trials, tmp.name, "later")
+            result["later"] = _phase(sink, keeper, trials, tmp.name, "later", audio)
             result["later"]["daemon"] = _mic_status(env)
         result["uptime_s"] = round(time.monotonic() - started, 1)
         result["frames"] = keeper.count

@@ -294,7 +294,7 @@ def _bench(args: argparse.Namespace) -> int:
         from vcam.bench import machine_line
 
         result = bench_avsync.run(args.photo or assets.SAMPLE_PHOTO, trials=args.trials, minutes=args.minutes,
-                                  fps=args.fps, provider=args.provider or "cpu")
+                                  fps=args.fps, provider=args.provider or "cpu", audio=args.audio)
         if args.plot:
             bench_avsync.plot(result, str(args.plot))
         sys.stdout.write((json.dumps(result, indent=2) if args.json else bench_avsync.table(result, machine_line()))
