@@ -34,6 +34,7 @@ from runtime.errors import GraphError
 from runtime.features import SAMPLE_RATE, LogMelStream
 from runtime.frame_slot import LatestFrameSlot
 from runtime.motion import MotionStage
+from runtime.mouth_rise import MouthRiseMeter
 from runtime.render import AvatarTensors, RenderStage
 from runtime.stats import StageTimer
 
@@ -87,6 +88,8 @@ class LiveEngine:
         self._avatar = avatar
         self._lookahead_ns = int(self._motion.lookahead_ms * 1e6)
         self._features = LogMelStream(capacity=512)
+        self._rise = MouthRiseMeter(self._features, lookahead_ms=self._motion.lookahead_ms)
+        self._rise.set_view(getattr(avatar, "mouth_view", None))
         self._mixer = EmotionMixer(presets, fade_s=fade_s)
         self._mixer.set(emotion, intensity)
         self._mixer.advance(10.0)
@@ -184,6 +187,13 @@ class LiveEngine:
         return self._lookahead_ns / 1e6
 
     @property
+    def mouth_rise_ms(self) -> float:
+        """How long after a voice onset the drawn mouth is half open, in the audio's time (ms): the
+        median over recent onsets (:class:`runtime.mouth_rise.MouthRiseMeter`). The engine's
+        latency plus this is how long after a voice starts arriving the face shows it."""
+        return self._rise.rise_ms
+
+    @property
     def provider(self) -> str:
         return self._render.provider
 
@@ -246,6 +256,7 @@ class LiveEngine:
         t1 = time.perf_counter_ns()
         motion = self._motion.step(win, self._mixer.advance(dt_s), dt_s)
         t2 = time.perf_counter_ns()
+        self._rise.observe(motion)
         frame = self._render.render(motion)
         t3 = time.perf_counter_ns()
         if self.on_frame is not None:
@@ -282,6 +293,7 @@ class LiveEngine:
                 self._paused = (not self._paused) if value is None else bool(value)
             elif op == "avatar":
                 self._render.set_avatar(value)
+                self._rise.set_view(getattr(value, "mouth_view", None))
                 self._avatar = value
             elif op == "add_output":
                 if value not in self._outputs:
@@ -377,6 +389,8 @@ class LiveEngine:
             "paused": self._paused,
             "latency_ms": ms("latency"),
             "stages_ms": {s: ms(s) for s in ("audio", "motion", "render", "publish", "frame")},
+            "mouth_rise_ms": round(self._rise.rise_ms, 1),
+            "onsets": {"found": self._rise.onsets, "measured": self._rise.measured},
             "audio_skipped_ms": round(self.audio_skipped_ms, 1),
             "silence_fed_ms": round(self.silence_fed_ms, 1),
             "outputs": {s.name: {"written": s.written, "dropped": s.dropped, "errors": s.errors,

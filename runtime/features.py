@@ -109,12 +109,14 @@ class LogMelStream:
         self._pow = np.zeros(nb, np.float32)
         self._mel = np.zeros(N_MELS, np.float32)
         self._ring = np.full((N_MELS, self.capacity), FLOOR, np.float32)
+        self._energy = np.full(self.capacity, -120.0, np.float32)
         self.reset()
 
     def reset(self) -> None:
         """Forget all audio: frame count 0, level back to its initial value."""
         self._frame[:] = 0.0
         self._ring[:] = FLOOR
+        self._energy[:] = -120.0
         self._fill = 0
         self._frames = 0
         self._level = LEVEL_INIT
@@ -123,6 +125,16 @@ class LogMelStream:
     def frames(self) -> int:
         """Number of complete frames so far (the newest is ``frames - 1``)."""
         return self._frames
+
+    @property
+    def samples(self) -> int:
+        """Samples pushed so far (the newest is ``samples - 1``)."""
+        return self._frames * HOP + self._fill
+
+    def energy_db(self, k: int) -> float:
+        """Frame ``k``'s power in dB (0 dB: a full-scale sine; digital silence -120), for a
+        frame still in the ring."""
+        return float(self._energy[k % self.capacity])
 
     @property
     def level_db(self) -> float:
@@ -172,6 +184,7 @@ class LogMelStream:
         np.maximum(mel, _REL_FLOOR_DB, out=mel)
         np.multiply(mel, 1.0 / 20.0, out=mel)
         self._ring[:, self._frames % self.capacity] = mel
+        self._energy[self._frames % self.capacity] = e_db
         self._frames += 1
 
     def window(self, end_frame: int, out: np.ndarray) -> np.ndarray:

@@ -55,6 +55,7 @@ class AvatarTensors(Protocol):
     rig_maps: np.ndarray    # (1, NM, GH, GW) mouth, eye and head maps
     rig_params: np.ndarray  # (1, NP) scalars
     still: np.ndarray       # (512, 512, 3) uint8 the framed photo
+    # optional: mouth_view, (2, K) float32 or None, how open a face tracker sees the drawn mouth
 
     @property
     def patch_origin(self) -> tuple[int, int]: ...  # (x0, y0) of the window in the frame

@@ -65,13 +65,24 @@ def test_bench_av_sync_measures_a_running_daemon(request, sample_portraits):  # 
 
 
 def test_onset_bursts_begin_where_speech_begins():
+    from vcam.audio_file import load_audio
+
     bursts = bench_avsync.onset_bursts(6)
     assert len(bursts) == 6
     for b in bursts:
         assert b.shape == (int(bench_avsync.BURST_S * RATE),)
-        head = np.abs(b[: RATE // 100]).max()  # the first 10 ms: the pause's end, then the onset
-        body = np.abs(b[RATE // 20: RATE // 10]).max()  # 50-100 ms: speech
-        assert head < body and body > 0.2
+        assert np.abs(b).max() == np.float32(0.5)
+
+    def rms(x):
+        return float(np.sqrt(np.mean(x ** 2)))
+
+    pcm = load_audio(SAMPLE_AUDIO, rate=RATE)
+    starts = bench_avsync.onset_starts(pcm)
+    assert len(starts) >= 3
+    ms = RATE // 1000
+    for s in starts:  # a pause before, the sound rising in the first 10 ms, speech by 60 ms
+        pause, first, speech = rms(pcm[s - 100 * ms:s]), rms(pcm[s:s + 10 * ms]), rms(pcm[s + 10 * ms:s + 60 * ms])
+        assert pause < 0.25 * speech and first > 2 * rms(pcm[s - 20 * ms:s - 10 * ms]), (s, pause, first, speech)
 
 
 def test_onset_bursts_from_another_recording_and_one_without_pauses(tmp_path):

@@ -869,10 +869,10 @@ def test_vcam_run_publishes_a_microphone_that_ctl_turns_off_and_on(pulse_null_si
     d.wait_started()
     assert TEST_MIC in _pulse_sources()
 
-    def follows(s) -> bool:  # the delay is the engine's latency + half a frame + 3 ms (updated 5x a second)
+    def follows(s) -> bool:  # the delay is the engine's latency + the mouth's rise + 3 ms (updated 5x a second)
         p50 = s["latency_ms"]["p50"]
         return s["mic"]["state"] == "running" and p50 is not None and \
-            abs(s["mic"]["delay_ms"] - (p50 + 1000 / FPS / 2 + 3.0)) < 5.0
+            abs(s["mic"]["delay_ms"] - (p50 + s["mouth_rise_ms"] + 3.0)) < 5.0
 
     mic = d.wait_status(follows, "mic delay following the engine's latency")["mic"]
     assert mic["device"] == "vcam test microphone" and mic["underruns"] == 0, mic

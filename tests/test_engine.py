@@ -206,6 +206,34 @@ def test_engine_offers_every_frame_with_its_tick_time(engine):
     assert got == [1000, 1001, 1002]
 
 
+def test_engine_measures_the_mouths_rise_after_voice_onsets(engine):
+    """Bursts of speech after pauses (the --av-sync bench's track): the engine finds each onset
+    and reports how long after it the drawn mouth was half open, as the offline rule from the
+    bursts' known starts does (within a frame)."""
+    from scipy.signal import resample_poly
+
+    from runtime.mouth_rise import PRIOR_MS
+    from vcam.bench_avsync import onset_bursts
+    from vcam.bench_live import RATE, burst_track
+    from vcam.bench_mouth_rise import known_rise_ms, stepped
+
+    track, _ = burst_track(onset_bursts(8))
+    pcm = resample_poly(track, 1, RATE // 16000).astype(np.float32)
+    ring = AudioRing(32000, 16000)
+    engine.set_audio(ring)
+    before = engine.status()["onsets"]
+    _drive(engine, ring, pcm)
+    engine._refresh_status()
+    st = engine.status()
+    assert st["onsets"]["found"] - before["found"] >= 7
+    assert st["onsets"]["measured"] - before["measured"] >= 6
+    assert st["mouth_rise_ms"] == round(engine.mouth_rise_ms, 1) != PRIOR_MS
+    _, t, o = stepped(pcm, 30)
+    _, at = burst_track(onset_bursts(8))
+    known = float(np.median(known_rise_ms(t, o, [a * 16000 // RATE for a in at])))
+    assert abs(engine.mouth_rise_ms - known) <= 1000 / 30 + 1, (engine.mouth_rise_ms, known)
+
+
 def test_engine_tick_allocates_nothing(engine, speech):
     import tracemalloc
 

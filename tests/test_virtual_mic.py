@@ -442,8 +442,11 @@ def test_status_line_and_tooltip_show_the_microphone():
 
     status = {"emotion": "neutral", "intensity": 0.8, "paused": False, "fps": 30.0, "latency_ms": {"p50": 100},
               "mic": {"state": "running", "device": "vcam microphone", "delay_ms": 119.8, "offset_ms": 0.0,
-                      "underruns": 2, "error": None}}
-    assert 'mic:       running "vcam microphone", delay 120 ms, 2 underruns' in format_status(status)
+                      "underruns": 2, "error": None},
+              "mouth_rise_ms": 21.7, "onsets": {"found": 14, "measured": 12}}
+    text = format_status(status)
+    assert 'mic:       running "vcam microphone", delay 120 ms, 2 underruns' in text
+    assert "mouth:     half open 21.7 ms after a voice starts (12 of 14 onsets measured)" in text
     assert "mic 120 ms, 2 underruns" in tooltip(status)
     status["mic"] = {"state": "off", "offset_ms": 0.0}
     assert "mic off" in tooltip(status)

@@ -6,7 +6,7 @@ Measured from outside the daemon, as a call app sees it:
   process, ``vcam run --audio <that sink's monitor> --output -``, with its virtual microphone
   on (a benchmark name, so a running vcam is not disturbed);
 * this process plays speech bursts (350 ms from each place where the bundled clip's speech
-  starts after a pause, each after 1.3 s of silence) into the sink;
+  starts after a pause, each after 1.3-1.4 s of silence, so they meet the frame clock at every phase) into the sink;
 * a recorder process records the virtual microphone at 48 kHz; each recorded sample gets a
   time from PortAudio's capture timestamps (``inputBufferAdcTime``, on ``monotonic_ns``;
   the median over the steady part of the recording, so one late callback does not move it);
@@ -43,6 +43,13 @@ from vcam.bench_live import BURST_S, RATE, _daemon_status, _pactl, burst_track, 
 
 MIC_NAME = "vcam_bench_mic"
 REST_MS = (-600.0, -150.0)  # rest window around the microphone onset
+PHASE_JITTER_S = 0.1
+"""Up to this much more silence before each burst: the bursts meet the frame clock at every
+phase (with a fixed spacing of 1.65 s, 49.5 frames at 30 fps, they alternated between two
+phases, and a run's median depended on which two)."""
+START_FRAC = 1e-3
+"""A frame within 30 dB of the speech's loud level (its 95th percentile), and 6 dB above the
+pause before it, has sound in it."""
 SEARCH_MS = (-150.0, 250.0)
 """Where the crossing is looked for, and the open value taken: the onset's own syllable (a
 burst is 350 ms of running speech, and a later syllable may open the mouth wider)."""
@@ -71,23 +78,40 @@ np.savez(out, x=buf[:k[0]], info=info[:min(k[1], info.shape[0])])
 """
 
 
+def onset_starts(pcm: np.ndarray) -> list[int]:
+    """Where speech ``(n,) float32`` at ``RATE`` begins after a pause (samples): at least 100 ms
+    quiet (10 ms frames under 5 % of the loud level, the 95th percentile of their power), then
+    50 ms loud (over 20 %). Each start is where the sound rises out of that pause: the first of
+    the frames before the loud ones (at most 60 ms back) within 30 dB of the loud level and
+    6 dB above the pause's own level (a noise floor is not the voice)."""
+    hop = RATE // 100
+    energy = np.array([float(np.mean(pcm[i:i + hop] ** 2)) for i in range(0, len(pcm) - hop, hop)])
+    if energy.size == 0:
+        return []
+    top = float(np.percentile(energy, 95))
+    quiet, loud = energy < 0.05 * top, energy > 0.2 * top
+    starts = []
+    for i in range(10, len(energy) - 5):
+        if quiet[i - 10:i].all() and loud[i:i + 5].all():
+            floor = max(START_FRAC * top, 4.0 * float(np.median(energy[i - 10:i])))
+            j = i
+            while j > i - 6 and energy[j - 1] > floor:
+                j -= 1
+            starts.append(j * hop)
+    return starts
+
+
 def onset_bursts(n: int, audio=None) -> list[np.ndarray]:
-    """``n`` bursts ``(BURST_S * RATE,) float32`` that each begin where the sample clip's speech
-    (``audio``, default the sample clip) begins after a pause (at least 100 ms quiet, then 50 ms
-    loud): real onsets, so the mouth
+    """``n`` bursts ``(BURST_S * RATE,) float32`` that each begin at one of :func:`onset_starts`
+    of the sample clip's speech (``audio``, default the sample clip): real onsets, so the mouth
     has a reason to open at the onset (a cut from the middle of a word may begin as the mouth
     closes). The clip has a few; they repeat. 5 ms fades, normalised to a 0.5 peak."""
     from vcam import assets
     from vcam.audio_file import load_audio
 
     pcm = load_audio(audio or assets.SAMPLE_AUDIO, rate=RATE)
-    hop = RATE // 100
-    energy = np.array([float(np.mean(pcm[i:i + hop] ** 2)) for i in range(0, len(pcm) - hop, hop)])
-    top = float(np.percentile(energy, 95))
-    quiet, loud = energy < 0.05 * top, energy > 0.2 * top
     length = int(BURST_S * RATE)
-    starts = [max(0, (i - 2) * hop) for i in range(10, len(energy) - 5)
-              if quiet[i - 10:i].all() and loud[i:i + 5].all() and (i - 2) * hop + length <= pcm.shape[0]]
+    starts = [s for s in onset_starts(pcm) if s + length <= pcm.shape[0]]
     if not starts:
         raise InputError(f"bench --av-sync: {audio or assets.SAMPLE_AUDIO} has no speech onset after a pause; "
                          "give a recording with pauses between phrases")
@@ -223,10 +247,19 @@ def offsets(mic: list[tuple[int | None, float]], t_ns: np.ndarray, gaps: np.ndar
     return out
 
 
-def _phase(sink: str, keeper: _FrameKeeper, trials: int, tmp: str, tag: str, audio=None) -> dict:
-    """One measurement: ``trials`` bursts, recorded from the microphone; offsets and correlations."""
+def _watch_delay(env, stop: threading.Event, out: list, t0: float) -> None:
+    """Every 2 s until ``stop``: ``[s since t0, mic delay ms, mouth rise ms, latency p50 ms]``."""
+    while not stop.wait(2.0):
+        s = _daemon_status(env) or {}
+        out.append([round(time.monotonic() - t0, 1), (s.get("mic") or {}).get("delay_ms"), s.get("mouth_rise_ms"),
+                    (s.get("latency_ms") or {}).get("p50")])
+
+
+def _phase(sink: str, keeper: _FrameKeeper, trials: int, tmp: str, tag: str, audio=None, env=None) -> dict:
+    """One measurement: ``trials`` bursts, recorded from the microphone; offsets and correlations;
+    with ``env`` (the daemon's), also how its delay and the mouth's rise moved meanwhile."""
     bursts = onset_bursts(trials, audio)
-    track, onsets_at = burst_track(bursts)
+    track, onsets_at = burst_track(bursts, jitter_s=PHASE_JITTER_S, seed=len(tag))
     seconds = track.shape[0] / RATE + 4.0
     out = os.path.join(tmp, f"rec_{tag}.npz")
     rec = subprocess.Popen([sys.executable, "-c", _RECORDER, str(RATE), str(seconds), out, MIC_NAME],
@@ -238,7 +271,13 @@ def _phase(sink: str, keeper: _FrameKeeper, trials: int, tmp: str, tag: str, aud
     for at in onsets_at:  # keep frames around each burst (from its play time; the lips come later)
         t = start + int(at * 1e9 / RATE)
         keeper.windows.append((t - 1_000_000_000, t + 1_500_000_000))
+    watch: list = []
+    stop = threading.Event()
+    watcher = threading.Thread(target=_watch_delay, args=(env, stop, watch, time.monotonic()), daemon=True)
+    if env is not None:
+        watcher.start()
     played = play_into(sink, track, onsets_at)
+    stop.set()
     rec.wait(seconds + 30)
     time.sleep(1.0)
     data = np.load(out)
@@ -250,6 +289,7 @@ def _phase(sink: str, keeper: _FrameKeeper, trials: int, tmp: str, tag: str, aud
     lags = [(m[0] - p) / 1e6 for m, p in zip(mic, played, strict=True) if m[0] is not None]
     result = summarise(offs, [m[1] for m in mic], lags, recorder_flags=int(data["info"][:, 2].sum()))
     result["traces"] = traces(mic, t_ns, gaps, data["x"], data["info"])
+    result["delay_trace"] = watch  # [s, mic delay ms, mouth rise ms, latency p50 ms]
     return result
 
 
@@ -351,12 +391,12 @@ def run(photo, *, trials: int = 20, fps: int = 30, minutes: float = 30.0, provid
             time.sleep(0.1)
         time.sleep(3.0)  # the engine's latency figure settles; the microphone follows it
         started = time.monotonic()
-        result["start"] = _phase(sink, keeper, trials, tmp.name, "start", audio)
+        result["start"] = _phase(sink, keeper, trials, tmp.name, "start", audio, env)
         result["start"]["daemon"] = _mic_status(env)
         wait_s = minutes * 60.0 - (time.monotonic() - started)
         if wait_s > 0:
             _talk(sink, wait_s)
-            result["later"] = _phase(sink, keeper, trials, tmp.name, "later", audio)
+            result["later"] = _phase(sink, keeper, trials, tmp.name, "later", audio, env)
             result["later"]["daemon"] = _mic_status(env)
         result["uptime_s"] = round(time.monotonic() - started, 1)
         result["frames"] = keeper.count
@@ -388,8 +428,11 @@ def _talk(sink: str, seconds: float) -> None:
 def _mic_status(env) -> dict | None:
     s = _daemon_status(env) or {}
     mic = s.get("mic") or {}
-    return {k: mic.get(k) for k in ("state", "delay_ms", "video_latency_ms", "error_ms", "underruns", "resyncs",
-                                    "status_flags")}
+    out = {k: mic.get(k) for k in ("state", "delay_ms", "video_latency_ms", "error_ms", "underruns", "resyncs",
+                                   "status_flags")}
+    out["mouth_rise_ms"] = s.get("mouth_rise_ms")
+    out["onsets"] = s.get("onsets")
+    return out
 
 
 def table(result: dict, machine: str) -> str:

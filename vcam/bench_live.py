@@ -163,16 +163,21 @@ def run(photo, *, trials: int = 20, fps: int = 30, provider: str = "cpu") -> dic
     return analyse(np.array(reader.t_ns, np.int64), reader.crops, onset_ns, fps=fps, daemon_status=status)
 
 
-def burst_track(bursts: list[np.ndarray]) -> tuple[np.ndarray, list[int]]:
-    """``(track (n,) float32, onsets)``: each burst after ``SILENCE_S`` of silence, and silence
-    at the end; ``onsets``: where each burst starts, in samples."""
-    period = int((SILENCE_S + BURST_S) * RATE)
-    track = np.zeros(period * len(bursts) + int(SILENCE_S * RATE), np.float32)
+def burst_track(bursts: list[np.ndarray], *, jitter_s: float = 0.0, seed: int = 0) -> tuple[np.ndarray, list[int]]:
+    """``(track (n,) float32, onsets)``: each burst after ``SILENCE_S`` of silence (plus, with
+    ``jitter_s``, a random 0..jitter_s more, so that bursts fall at every phase of the frame
+    clock instead of a fixed few), and silence at the end; ``onsets``: where each burst starts,
+    in samples."""
+    rng = np.random.default_rng(seed)
+    gaps = [int((SILENCE_S + (rng.uniform(0.0, jitter_s) if jitter_s > 0 else 0.0)) * RATE) for _ in bursts]
+    track = np.zeros(sum(gaps) + sum(b.shape[0] for b in bursts) + int(SILENCE_S * RATE), np.float32)
     onsets_at = []
-    for k, b in enumerate(bursts):
-        at = k * period + int(SILENCE_S * RATE)
+    at = 0
+    for gap, b in zip(gaps, bursts, strict=True):
+        at += gap
         track[at:at + b.shape[0]] = b
         onsets_at.append(at)
+        at += b.shape[0]
     return track, onsets_at
 
 

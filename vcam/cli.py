@@ -144,8 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--av-sync", action="store_true",
                        help="instead: measure from outside how far the lips on the camera lag the voice on the "
                             "virtual microphone, at the start and after --minutes (needs PulseAudio or PipeWire)")
+    bench.add_argument("--mouth-rise", action="store_true",
+                       help="instead: how long after a voice starts the drawn mouth is half open, on varied "
+                            "speech, as the engine measures it for the microphone's delay (offline)")
     bench.add_argument("--fps", type=_int_range(1, 120), metavar="N", default=30,
-                       help="frame rate of the daemon for --live and --av-sync (default 30, as [live] fps)")
+                       help="frame rate of the daemon for --live and --av-sync, and of --mouth-rise "
+                            "(default 30, as [live] fps)")
     bench.add_argument("--plot", type=Path, metavar="PNG",
                        help="--av-sync: also draw each burst's microphone level and lip gap into this PNG")
     bench.add_argument("--minutes", type=float, metavar="M", default=30.0,
@@ -153,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--trials", type=_int_range(3, 1000), metavar="N", default=20,
                        help="speech onsets played for --live and --av-sync (default 20)")
     bench.add_argument("--media", type=Path, metavar="DIR", default=Path("../shared/media/audio"),
-                       help="speech clips (*.wav with a .txt transcript) for --lipsync and --expressions")
+                       help="speech clips (*.wav with a .txt transcript) for --lipsync, --expressions and "
+                            "--mouth-rise")
     bench.add_argument("--eval-dir", type=Path, metavar="DIR", default=Path("../shared/eval"),
                        help="the measuring tools (setup.sh, lipsync.py, liveness.py) for --lipsync and --expressions")
     bench.set_defaults(run=_bench, subparser=bench)
@@ -299,6 +304,16 @@ def _bench(args: argparse.Namespace) -> int:
             bench_avsync.plot(result, str(args.plot))
         sys.stdout.write((json.dumps(result, indent=2) if args.json else bench_avsync.table(result, machine_line()))
                          + "\n")
+        return EXIT_OK
+    if args.mouth_rise:
+        from vcam import bench_mouth_rise
+        from vcam.bench import machine_line
+
+        from vcam import assets
+
+        result = bench_mouth_rise.run(args.media, args.photo or assets.SAMPLE_PHOTO, fps=args.fps)
+        sys.stdout.write((json.dumps(result, indent=2) if args.json else
+                          bench_mouth_rise.table(result, machine_line())) + "\n")
         return EXIT_OK
     if args.provenance:
         from vcam import assets, bench_provenance

@@ -165,6 +165,7 @@ def format_status(status: Mapping[str, Any]) -> str:
     section(("latency_ms",), lambda: _line("latency", _percentiles(status["latency_ms"])))
     section(("stages_ms",), lambda: _stages(status["stages_ms"]))
     section(("mic",), lambda: _line("mic", mic_summary(status["mic"])))
+    section(("mouth_rise_ms", "onsets"), lambda: _line("mouth", mouth_summary(status)))
     for key, value in status.items():
         if key not in done:
             lines.extend(_generic(key, value, 0))
@@ -183,6 +184,15 @@ def mic_summary(mic: Mapping[str, Any]) -> str:
         f"{int(mic.get('underruns', 0))} underruns",
         f"error {mic['error']}" if mic.get("error") else None,
     )
+
+
+def mouth_summary(status: Mapping[str, Any]) -> str:
+    """One line on the mouth's measured rise after voice onsets (the microphone's delay uses it)."""
+    text = f"half open {_num(_number(status['mouth_rise_ms']))} ms after a voice starts"
+    onsets = status.get("onsets")
+    if isinstance(onsets, Mapping):
+        text += f" ({int(onsets['measured'])} of {int(onsets['found'])} onsets measured)"
+    return text
 
 
 def _stages(stages: Mapping[str, Any]) -> list[str]:

@@ -30,6 +30,9 @@ AUDIO_RETRY_S = 2.0
 CAPTURE_RATE = 48000
 """Live capture rate: the virtual microphone carries the voice at full band; the engine
 resamples to the 16 kHz its features take."""
+RISE_SLEW_MS_PER_S = 10.0
+"""How fast the microphone's delay follows a new figure for the mouth's rise (each step of a few
+ms waits for a pause in the voice: runtime.voice_delay)."""
 
 
 @dataclass(frozen=True)
@@ -144,6 +147,8 @@ class Daemon:
         self._hotkeys = None
         self._tray = None
         self._mic = None
+        self._rise_ms: float | None = None  # the mouth's rise as the microphone's delay has it
+        self._rise_at = 0.0
         self.engine = None
         self.photo = Path(opts.photo)
         self._audio_wanted: str | None = None
@@ -171,7 +176,7 @@ class Daemon:
             from vcam.control import ControlServer
 
             self._control = ControlServer(self.inbox, self.status, address=opts.control_address)
-        avatar = load_avatar(self.photo, face_width_frac=opts.face_width_frac)
+        avatar = load_avatar(self.photo, face_width_frac=opts.face_width_frac, mouth_view=True)
         remember_photo(self.photo)
         self.engine = LiveEngine(avatar, fps=opts.fps, presets=load_emotion_presets(), emotion=opts.emotion,
                                  intensity=opts.intensity, fade_s=opts.fade_s, provider=opts.provider,
@@ -273,15 +278,25 @@ class Daemon:
             mic.close()
 
     def _video_latency_ms(self) -> float:
-        """How long after a sound the face shows it: the engine's measured audio->frame latency
-        (p50; before any frame, its estimate), plus half a frame period, because the first
-        frame drawn after the mouth moved comes on average that much after the movement."""
+        """How long after a voice starts arriving the face shows it: the engine's measured
+        audio->frame latency (p50; before any frame, its estimate) plus the mouth's rise, how long
+        after a voice onset the drawn mouth is seen half open (measured on the speech being
+        animated: :class:`runtime.mouth_rise.MouthRiseMeter`; it includes the wait for the next
+        frame). The rise is followed at most ``RISE_SLEW_MS_PER_S``, so that a new figure
+        moves the voice in small steps, each taken in a pause, never as a jump mid-word."""
         engine = self.engine
         measured = (engine.status().get("latency_ms") or {}).get("p50")
-        half_frame_ms = 500.0 / self.opts.fps
-        if measured is not None:
-            return float(measured) + half_frame_ms
-        return engine.lookahead_ms + 1000.0 / self.opts.fps + half_frame_ms
+        if measured is None:
+            measured = engine.lookahead_ms + 1000.0 / self.opts.fps
+        now = time.monotonic()
+        want = engine.mouth_rise_ms
+        if self._rise_ms is None:
+            self._rise_ms = want
+        else:
+            step = RISE_SLEW_MS_PER_S * min(now - self._rise_at, 1.0)
+            self._rise_ms += min(max(want - self._rise_ms, -step), step)
+        self._rise_at = now
+        return float(measured) + self._rise_ms
 
     @property
     def mic_label(self) -> str | None:
@@ -362,7 +377,7 @@ class Daemon:
         from vcam.recent import remember_photo
 
         try:
-            avatar = load_avatar(photo, face_width_frac=self.opts.face_width_frac)
+            avatar = load_avatar(photo, face_width_frac=self.opts.face_width_frac, mouth_view=True)
         except VcamError as e:
             self._report(f"photo not changed: {e}")
             return

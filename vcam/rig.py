@@ -34,6 +34,8 @@ class Avatar:
     rig_basis: ``(len(BASIS), 2 * GRID_H * GRID_W) float32``;
     rig_maps: ``(1, len(MAPS), GRID_H, GRID_W) float32``; rig_params: ``(1, len(PARAMS)) float32``.
     still:  ``(512, 512, 3) uint8`` the framed photo: the frame outside the moving window.
+    mouth_view: ``(2, K) float32`` how open a face tracker sees the drawn mouth against its
+            openness (:mod:`vcam.mouth_view`), or ``None`` (not measured, or not readable).
     """
 
     image: np.ndarray
@@ -42,6 +44,7 @@ class Avatar:
     rig_maps: np.ndarray
     rig_params: np.ndarray
     still: np.ndarray
+    mouth_view: np.ndarray | None = None
 
     @property
     def patch_origin(self) -> tuple[int, int]:
