@@ -240,3 +240,30 @@ def test_a_view_that_cannot_be_measured_is_none_and_not_cached(sample_avatars, m
     assert mv.mouth_view(sample_avatars["painting"], key="broken") is None
     assert "could not measure" in caplog.text
     assert not list(tmp_path.rglob("broken*"))
+
+
+def test_bench_mouth_rise_table_and_bad_media(tmp_path, capsys, monkeypatch):
+    """`vcam bench --mouth-rise`: a row per clip with the meter's figures; a missing media
+    folder is one line and exit 2."""
+    import shutil
+
+    from vcam import assets, bench_mouth_rise
+    from vcam.cli import main
+
+    monkeypatch.setenv("VCAM_CACHE_DIR", str(tmp_path / "cache"))
+    assert main(["bench", "--mouth-rise", "--media", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1 and "--media DIR" in err
+
+    media = tmp_path / "media"
+    media.mkdir()
+    shutil.copy(assets.SAMPLE_AUDIO, media)
+    shutil.copy(assets.SAMPLE_AUDIO.with_suffix(".txt"), media)
+    monkeypatch.setattr(bench_mouth_rise, "FLITE_VOICES", ("slt",))
+    monkeypatch.setattr("vcam.bench_lipsync.LANGUAGES", {})
+    result = bench_mouth_rise.run(media, assets.SAMPLE_PHOTO)
+    clips = {r["clip"]: r for r in result["rows"]}
+    assert {"en_ljspeech_LJ001-0001", "flite_slt"} <= set(clips)
+    row = clips["en_ljspeech_LJ001-0001"]
+    assert row["track_onsets"] >= 8 and abs(row["track_ms"] - row["known_ms"]) <= 1000 / 30
+    assert "| flite_slt |" in bench_mouth_rise.table(result, "test machine")

@@ -447,6 +447,8 @@ def test_status_line_and_tooltip_show_the_microphone():
     text = format_status(status)
     assert 'mic:       running "vcam microphone", delay 120 ms, 2 underruns' in text
     assert "mouth:     half open 21.7 ms after a voice starts (12 of 14 onsets measured)" in text
+    status["onsets"] = {"found": 0, "measured": 0}
+    assert "(the starting figure: no voice onset measured yet)" in format_status(status)
     assert "mic 120 ms, 2 underruns" in tooltip(status)
     status["mic"] = {"state": "off", "offset_ms": 0.0}
     assert "mic off" in tooltip(status)

@@ -9,7 +9,7 @@ rendering, what the meter reports on varied speech and whether it reports the ri
 * each clip is stepped through the motion graph exactly as the live engine steps it (audio in
   3.3 ms blocks, the newest window at every frame of ``fps``), with the meter watching:
   **as is** (the clip's own pauses) and as the **burst track** of ``vcam bench --av-sync``
-  (350 ms from each onset after a pause, 1.3 s of silence apart);
+  (350 ms from each onset after a pause, 1.3-1.4 s of silence apart);
 * **known**: on the burst track, the same half-open rule applied from the bursts' true starts,
   so ``meter - known`` is the meter's own error;
 * the mouth is seen as a face tracker sees it on one portrait (``--photo``, default the

@@ -191,7 +191,9 @@ def mouth_summary(status: Mapping[str, Any]) -> str:
     text = f"half open {_num(_number(status['mouth_rise_ms']))} ms after a voice starts"
     onsets = status.get("onsets")
     if isinstance(onsets, Mapping):
-        text += f" ({int(onsets['measured'])} of {int(onsets['found'])} onsets measured)"
+        measured = int(onsets["measured"])
+        text += (f" ({measured} of {int(onsets['found'])} onsets measured)" if measured
+                 else " (the starting figure: no voice onset measured yet)")
     return text
 
 
