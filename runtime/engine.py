@@ -189,7 +189,7 @@ class LiveEngine:
     @property
     def mouth_rise_ms(self) -> float:
         """How long after a voice onset the drawn mouth is half open, in the audio's time (ms): the
-        median over recent onsets (:class:`runtime.mouth_rise.MouthRiseMeter`). The engine's
+        mean of the middle half of recent onsets' rises (:class:`runtime.mouth_rise.MouthRiseMeter`). The engine's
         latency plus this is how long after a voice starts arriving the face shows it."""
         return self._rise.rise_ms
 

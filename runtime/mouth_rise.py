@@ -76,7 +76,6 @@ REST_MS = (-600.0, -150.0)
 OPEN_MS = (-150.0, 250.0)
 MIN_OPEN = 0.08
 """An onset counts only when the mouth opened at least this much (jaw fractions)."""
-RISE_RANGE_MS = (-150.0, 250.0)
 KEEP = 12
 MIN_ONSETS = 2
 PRIOR_MS = 25.0
@@ -147,7 +146,6 @@ class MouthRiseMeter:
         self._nr = 0
         self.onsets = 0  # onsets found
         self.last_onset = -1  # the newest onset (stream samples at 16 kHz), -1 before any
-        self.measured = 0  # onsets whose rise was measured
         self._next = self._features.frames
         self._quiet_run = 0
         self._last_pause_end = -(10 ** 9)  # frame index after the last long-enough pause
@@ -155,6 +153,11 @@ class MouthRiseMeter:
         self._loud = 0
         self.level_db = _NO_LEVEL  # the speech level (dB, as LogMelStream.energy_db)
         self._pause_db = -120.0  # the latest pause's level
+
+    @property
+    def measured(self) -> int:
+        """Onsets whose rise was measured."""
+        return self._nr
 
     @property
     def rise_ms(self) -> float:
@@ -275,8 +278,6 @@ class MouthRiseMeter:
             i = (first + m) % cap
             rel = (self._ft[i] - onset) * ms
             if OPEN_MS[0] < rel <= OPEN_MS[1] and self._fo[i] >= half:
-                if RISE_RANGE_MS[0] <= rel <= RISE_RANGE_MS[1]:
-                    self._rises[self._nr % KEEP] = rel
-                    self._nr += 1
-                    self.measured += 1
+                self._rises[self._nr % KEEP] = rel
+                self._nr += 1
                 return

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from pathlib import Path
-
 import numpy as np
 
 log = logging.getLogger(__name__)
@@ -116,12 +114,11 @@ def mouth_view(avatar, *, key: str | None = None) -> np.ndarray | None:
 
 
 def _graph_tag() -> str:
-    import json
-
-    from runtime.graph import GRAPH_DIR
+    from runtime.errors import GraphError
+    from runtime.graph import load_manifest
 
     try:
-        sha = json.loads((Path(GRAPH_DIR) / "manifest.json").read_text())["render"]["sha256"]
-    except (OSError, ValueError, KeyError):
+        sha = load_manifest()["render"]["sha256"]
+    except (GraphError, KeyError, TypeError):
         sha = "unknown"
     return hashlib.sha256(str(sha).encode()).hexdigest()[:12]
