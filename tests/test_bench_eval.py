@@ -29,10 +29,15 @@ def eval_dir(tmp_path) -> Path:
     (d / "setup.sh").write_text(f"echo installing >&2\necho {sys.executable}\n")
     (d / "lipsync.py").write_text(textwrap.dedent("""
         import json, sys
-        if len(sys.argv) > 3:  # a transcript: phones
+        import numpy as np
+        def load_audio16k(path):
+            return np.zeros(16000, np.float32)
+        def align(audio, text):  # frames at 25 fps: M over frames 4-8, AA's middle 10-12
+            return [("SIL", 0.0, 0.2), ("M", 0.2, 0.3), ("AA", 0.3, 0.6), ("B", 0.6, 0.66), ("AH", 0.66, 0.9)]
+        if __name__ == "__main__" and len(sys.argv) > 3:  # a transcript: phones
             print(json.dumps({"reference": "phones", "r_open": 0.5 if "jfk" in sys.argv[1] else 0.7, "lag_ms": 0,
                               "closure": 1.0, "vowel_open": 0.9, "still_sil": 0.01}))
-        else:
+        elif __name__ == "__main__":
             print(json.dumps({"reference": "energy", "r_open": 0.65, "lag_ms": 0, "closure": None,
                               "vowel_open": None, "still_sil": None}))
     """))
@@ -52,7 +57,9 @@ def eval_dir(tmp_path) -> Path:
         def track(frames):
             out = []
             for i, name in enumerate(frames):
-                f = {"corner_lift": 0.0, "brow_l": 0.3, "brow_r": 0.3, "brow_gap": 0.25}
+                # lips shut on the M (frames 4-8) and inside the AH (frames 18-20), half shut on the B
+                gap = 0.0 if 5 <= i <= 7 or i == 19 else 0.2 if 15 <= i <= 17 else 0.5
+                f = {"corner_lift": 0.0, "brow_l": 0.3, "brow_r": 0.3, "brow_gap": 0.25, "mouth_open": gap}
                 for k in ("corner_lift", "brow_gap", "brow_l"):
                     f[k] += 0.002 * math.sin(i)
                 if name in SHIFT:
@@ -105,24 +112,25 @@ def fake_render(monkeypatch):
 
 def test_lipsync_scores_every_clip_on_every_portrait(eval_dir, media, fake_render):
     photos = [Path("a.png"), Path("b.png")]
-    rows = bench_lipsync.run(photos, media, eval_dir, languages={}, noisy=False, song=False)
+    rows = bench_lipsync.run(photos, media, eval_dir, languages={}, noisy=False, song=False, bilabial=False)
     assert [(r["clip"], r["photo"]) for r in rows] == [("en_a", "a"), ("en_a", "b"), ("en_jfk", "a"), ("en_jfk", "b")]
     assert len(fake_render) == 4
     table = bench_lipsync.table(rows)
-    assert table.splitlines()[-1] == "| **median, transcripts** | | 0.6 | 0 | 1 | 0.9 | 0.01 |"
+    assert _line(table, "| **median, transcripts**") == "| **median, transcripts** | | 0.6 | 0 | 1 | 0.9 | 0.01 | 0.5 |"
 
 
 def test_lipsync_other_languages_are_spoken_and_scored_on_loudness(eval_dir, media, fake_render):
     if not shutil.which("espeak-ng"):
         pytest.skip("espeak-ng is not installed")
     rows = bench_lipsync.run([Path("a.png")], media, eval_dir, languages={"es": "Hola, buenos días.", "sv": "Hej."},
-                             noisy=False)
+                             noisy=False, bilabial=False)
     assert [r["clip"] for r in rows] == ["en_a", "en_jfk", "espeak_es", "espeak_sv", "espeak_song"]
     spoken = [Path(c[c.index("--audio") + 1]) for c in fake_render[2:]]
     assert [p.name for p in spoken] == ["espeak_es.wav", "espeak_sv.wav", "espeak_song.wav"]
-    lines = bench_lipsync.table(rows).splitlines()
-    assert lines[-2] == "| **median, transcripts** | | 0.6 | 0 | 1 | 0.9 | 0.01 |"
-    assert lines[-1] == "| **median, other languages and singing** | | 0.65 | 0 | - | - | - |"
+    table = bench_lipsync.table(rows)
+    assert _line(table, "| **median, transcripts**") == "| **median, transcripts** | | 0.6 | 0 | 1 | 0.9 | 0.01 | 0.5 |"
+    assert (_line(table, "| **median, other")
+            == "| **median, other languages and singing** | | 0.65 | 0 | - | - | - | - |")
 
 
 def test_lipsync_noisy_clips_are_rendered_with_noise_and_scored_against_the_clean_speech(
@@ -135,16 +143,20 @@ def test_lipsync_noisy_clips_are_rendered_with_noise_and_scored_against_the_clea
         return real_run_json(cmd)
 
     monkeypatch.setattr(bench_lipsync, "run_json", run_json)
-    rows = bench_lipsync.run([Path("a.png")], media, eval_dir, languages={}, song=False)
+    rows = bench_lipsync.run([Path("a.png")], media, eval_dir, languages={}, song=False, bilabial=False)
+    from vcam.bench_lip_events import EVENTS_SCRIPT
+
+    scored = [c for c in scored if c[0] != EVENTS_SCRIPT]  # the per-event script reads the same video
     assert [(r["clip"], r["group"]) for r in rows] == [("en_a", "clean"), ("en_jfk", "clean"),
                                                       ("en_a + noise", "noisy"), ("en_jfk + noise", "noisy")]
     rendered = [Path(c[c.index("--audio") + 1]).name for c in fake_render]
     assert rendered == ["en_a.wav", "en_jfk.wav", "en_a+noise.wav", "en_jfk+noise.wav"]
     assert [Path(c[1]).name for c in scored] == ["en_a.wav", "en_jfk.wav", "en_a.wav", "en_jfk.wav"]
     assert [Path(c[2]).name for c in scored] == ["en_a.txt", "en_jfk.txt"] * 2
-    lines = bench_lipsync.table(rows).splitlines()
-    assert lines[-2] == "| **median, transcripts** | | 0.6 | 0 | 1 | 0.9 | 0.01 |"
-    assert lines[-1] == "| **median, transcripts + noise 10 dB** | | 0.6 | 0 | 1 | 0.9 | 0.01 |"
+    table = bench_lipsync.table(rows)
+    assert _line(table, "| **median, transcripts**") == "| **median, transcripts** | | 0.6 | 0 | 1 | 0.9 | 0.01 | 0.5 |"
+    assert (_line(table, "| **median, transcripts + noise")
+            == "| **median, transcripts + noise 10 dB** | | 0.6 | 0 | 1 | 0.9 | 0.01 | 0.5 |")
 
 
 def test_noise_sits_its_level_below_the_speech():
@@ -229,9 +241,63 @@ def test_lipsync_offline_scores_the_motion_graphs_jaw_with_the_tools_own_functio
             assert len(x) == len(y)
             return float(np.max(x)), float(len(x))
     """))
-    rows = bench_lipsync.run_offline(media, d, fps=25, languages={}, noisy=False, song=False)
+    rows = bench_lipsync.run_offline(media, d, fps=25, languages={}, noisy=False, song=False, bilabial=False)
     assert [(r["clip"], r["photo"]) for r in rows] == [("en_a", "(jawOpen)"), ("en_jfk", "(jawOpen)")]
     for r in rows:
         assert r["reference"] == "phones" and r["lag_ms"] == 25.0  # 1 s at 25 fps: 25 frames scored
         assert 0.0 <= r["r_open"] <= 1.0 and r["closure"] in (0.0, 1.0)
-    assert bench_lipsync.table(rows).splitlines()[-1].startswith("| **median, transcripts** |")
+    assert _line(bench_lipsync.table(rows), "| **median, transcripts** |")
+    for r in rows:  # the per-event figures of the track itself
+        assert [e[0] for e in r["events"]] == ["M"] and r["open_vowels"] == 1
+
+
+def _line(table: str, start: str) -> str:
+    """The one line of ``table`` that starts with ``start``."""
+    found = [ln for ln in table.splitlines() if ln.startswith(start)]
+    assert len(found) == 1, (start, table)
+    return found[0]
+
+
+def test_lipsync_reports_every_bilabial_and_the_false_closures(eval_dir, media, fake_render):
+    """Per event, from the face tracker's lip gap (the stand-in's: shut on the M, 0.4 of its p95
+    on the B, shut once inside the AH): each P/B/M's closest gap as a fraction of the p95 gap,
+    the open vowels whose middle reads shut, and a summary per group naming what stayed open."""
+    from vcam import bench_lip_events
+
+    rows = bench_lipsync.run([Path("a.png")], media, eval_dir, languages={}, noisy=False, song=False, bilabial=False)
+    for r in rows:
+        assert r["events"] == [["M", 0.2, 0.3, 0.0], ["B", 0.6, 0.66, 0.4]]
+        assert r["open_vowels"] == 2 and r["false_closures"] == [["AH", 0.66, 0.9]] and r["false_closure"] == 0.5
+    text = bench_lip_events.summary(rows)
+    assert "| development clips | 2/4 (0.50) | 0.200 | 0.400 | 2/4 (0.500) |" in text
+    assert "| en_a | a | B | 0.60 | 0.400 |" in text and "| en_jfk | a | B | 0.60 | 0.400 |" in text
+
+
+def test_bilabial_sentences_need_a_voice_and_say_how_to_get_one(tmp_path, monkeypatch):
+    from vcam import bench_lip_events
+
+    monkeypatch.setattr(bench_lip_events, "held_out_voices",
+                        lambda: {"festival_ked": "Festival's ked voice is not installed (apt install ...)",
+                                 "piper_joe": "Piper's joe voice is not installed (pip install ...)"})
+    rows: list[dict] = []
+    assert bench_lip_events.bilabial_jobs(tmp_path, rows) == []
+    assert [(r["clip"], r["group"]) for r in rows] == [("festival_ked", "bilabial"), ("piper_joe", "bilabial")]
+    assert all("not installed" in r["error"] for r in rows)
+    sentences = bench_lip_events.BILABIAL_SENTENCES
+    assert len(sentences) == 40 and len(set(sentences)) == 40
+    words = " ".join(sentences).lower()
+    assert sum(words.count(c) for c in "pbm") > 200  # dense in bilabials
+
+
+def test_bilabial_sentences_are_spoken_by_festival_when_it_is_installed(tmp_path):
+    from vcam import bench_lip_events
+
+    if bench_lip_events.held_out_voices()["festival_ked"]:
+        pytest.skip("Festival's ked voice is not installed")
+    wav = tmp_path / "ked.wav"
+    bench_lip_events.speak_clip("festival_ked", ["My mother made muffins.", "Bob paid."], wav)
+    import soundfile as sf
+
+    x, sr = sf.read(wav)
+    assert sr == 16000 and 2.0 < len(x) / sr < 6.0 and 0.85 < np.abs(x).max() < 0.95
+    assert wav.with_suffix(".txt").read_text() == "My mother made muffins. Bob paid.\n"

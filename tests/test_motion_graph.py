@@ -142,13 +142,13 @@ def test_loudness_gain_spans_35_db_below_the_speech_level():
 
     def gain(rel_db: float) -> float:  # every band equal, the frame's power rel_db from the level
         per_band = (rel_db - 10 * np.log10(F.N_MELS)) / 20
-        return float(mm.MotionGraph.loudness_gain(torch.full((1, F.N_MELS, mm.WINDOW), per_band)))
+        return float(mm.MotionGraph.loudness_gain(torch.full((1, F.N_MELS, mm.GRAPH_WINDOW), per_band)))
 
     lo, hi = mm.LOUD_GAIN
     assert gain(0.0) == pytest.approx(hi) and gain(6.0) == pytest.approx(hi)
     assert gain(-mm.LOUD_RANGE_DB / 2) == pytest.approx((lo + hi) / 2, abs=1e-5)
     assert gain(-mm.LOUD_RANGE_DB) == pytest.approx(lo, abs=1e-5)
-    floor = float(mm.MotionGraph.loudness_gain(torch.full((1, F.N_MELS, mm.WINDOW), F.FLOOR)))
+    floor = float(mm.MotionGraph.loudness_gain(torch.full((1, F.N_MELS, mm.GRAPH_WINDOW), F.FLOOR)))
     assert floor == pytest.approx(lo)
 
 
@@ -192,6 +192,91 @@ def test_bilabials_close_fully():
         closed += int(jaw.min() < 0.1 and shut.max() > 0.5)
     assert closed >= len(bil) - 1, (closed, len(bil))
     assert m[:, JAW].max() > 0.5  # and the "a"s open
+
+
+def _steps(pbm: list[float], vowel: float = 0.1, other: float = 0.3):
+    """Viseme probabilities ``(1, 9, CLOSURE_SPAN + 1)``: P/B/M as given per step (oldest first),
+    the open vowel A at ``vowel``, the other consonants (C) at ``other``."""
+    torch = pytest.importorskip("torch")
+    from vcam.graphs import motion_model as mm
+
+    p = torch.zeros(1, len(mm.VISEMES), len(pbm))
+    p[0, mm.VISEMES.index("PBM")] = torch.tensor(pbm)
+    p[0, mm.VISEMES.index("A")] = vowel
+    p[0, mm.VISEMES.index("C")] = other
+    return p
+
+
+def test_closure_commits_where_a_bilabial_is_first_heard():
+    """A P/B/M probability rising through CLOSURE_COMMIT (at or above the vowels, by CLOSURE_RISE
+    or more) in the steps
+    since the previous frame commits a closure, weakly heard ones with the lips nearly together,
+    from CLOSURE_FULL up shut; a level that stays up, a vowel that dominates, or a rise the
+    previous frame already showed commits nothing."""
+    torch = pytest.importorskip("torch")
+    from vcam.graphs import motion_model as mm
+
+    dt = torch.full((1, 1), 0.04)
+
+    def commit(pbm, vowel=0.1, dt=dt):
+        c, cap = mm.MotionGraph.closure_commit(_steps(pbm, vowel), dt)
+        return float(c), float(cap)
+
+    assert mm.CLOSURE_SPAN == 4
+    assert commit([0.05, 0.1, 0.3, 0.25, 0.1]) == pytest.approx((1.0, mm.CLOSURE_NEAR_JAW * (0.2 / 0.3)))
+    assert commit([0.05, 0.1, 0.1, 0.1, 0.6]) == (1.0, 0.0)  # heard strongly: shut
+    assert commit([0.05, 0.05, 0.05, 0.05, 0.2]) == pytest.approx((1.0, mm.CLOSURE_NEAR_JAW))
+    assert commit([0.15, 0.19, 0.17, 0.19, 0.21])[0] == 0.0  # hovering about the threshold: murmur
+    assert commit([0.3, 0.3, 0.35, 0.4, 0.3])[0] == 0.0  # no rise: the smoothed channel's job
+    assert commit([0.05, 0.1, 0.3, 0.25, 0.1], vowel=0.5)[0] == 0.0  # an open vowel heard louder
+    assert commit([0.05, 0.1, 0.1, 0.1, 0.15])[0] == 0.0  # below the threshold
+    # at 40 fps (25 ms between frames) a rise 30 ms ago was the previous frame's
+    assert commit([0.05, 0.3, 0.1, 0.1, 0.1], dt=torch.full((1, 1), 0.025))[0] == 0.0
+    assert commit([0.05, 0.1, 0.3, 0.1, 0.1], dt=torch.full((1, 1), 0.025))[0] == 1.0
+
+
+def test_a_weak_bilabial_inside_speech_brings_the_lips_together():
+    """An open vowel, then a P/B/M heard at 0.3 beside another consonant at 0.4 (the smoothed
+    closure channel alone would leave the jaw a third open): the frame that hears it opens the
+    jaw at most CLOSURE_NEAR_JAW, the next one opens again; heard at 0.6, the lips shut."""
+    torch = pytest.importorskip("torch")
+    from vcam.graphs import motion_model as mm
+
+    class FixedLips(torch.nn.Module):  # stands in for LipNet: the logits it is told to give
+        logits = torch.zeros(1, 9, 5)
+
+        def forward(self, mel):
+            return self.logits
+
+    lips = FixedLips()
+    graph = mm.MotionGraph(lips)
+    graph.eval()
+    mel = torch.full((1, F.N_MELS, mm.GRAPH_WINDOW), 0.0)
+    state = torch.zeros(1, mm.STATE_SIZE)
+    noise = torch.full((1, mm.NOISE_SIZE), 0.5)
+    dt = torch.full((1, 1), 1 / 30)
+    emotion = torch.zeros(1, 37)
+
+    def step(probs):
+        nonlocal state
+        lips.logits = torch.log(torch.clamp(probs, min=1e-6))
+        with torch.no_grad():
+            motion, state = graph(mel, emotion, state, noise, dt)
+        return float(motion[0, JAW])
+
+    vowel = torch.zeros(1, 9, 5)
+    vowel[0, mm.VISEMES.index("A")] = 1.0
+    for _ in range(10):
+        open_jaw = step(vowel)
+    assert open_jaw > 0.5
+    weak = _steps([0.05, 0.05, 0.3, 0.3, 0.3], vowel=0.3, other=0.4)
+    near = step(weak)
+    assert near <= mm.CLOSURE_NEAR_JAW * (0.2 / 0.3) + 1e-5
+    held = _steps([0.3] * 5, vowel=0.3, other=0.4)  # 33 ms on: the rise is behind, the level stays
+    assert step(held) > 0.2  # the mouth follows its smoothed course again
+    for _ in range(5):
+        step(vowel)
+    assert step(_steps([0.05, 0.05, 0.05, 0.6, 0.6], vowel=0.2, other=0.2)) == 0.0
 
 
 def test_blink_rate_and_shape():

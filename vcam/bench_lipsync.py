@@ -8,7 +8,9 @@ under them (:data:`NOISE_SNR_DB`: pink noise and the other clips' speech), score
 the clean clip's alignment. Then speech in other languages, made here by espeak-ng from
 sentences the lip model never trained on, and a song (:data:`SONG`, espeak-ng held notes over
 chords), scored against the speech's loudness (the tools' reference without a transcript).
-Prints one row per video and the medians of each group (:data:`GROUPS`).
+Then the held-out bilabial sentences (:mod:`vcam.bench_lip_events`), spoken by voices the lip
+model never heard. Prints one row per video and the medians of each group (:data:`GROUPS`),
+then every P/B/M's closest lip gap and the false closures inside open vowels, per group.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.errors import InputError
+from vcam.bench_lip_events import score_events, summary
 
-METRICS = ("r_open", "lag_ms", "closure", "vowel_open", "still_sil")
+METRICS = ("r_open", "lag_ms", "closure", "vowel_open", "still_sil", "false_closure")
 
 #: Other-language speech for the loudness-referenced rows: {espeak-ng voice: text}. Not in
 #: the lip model's training sentences (``vcam.graphs.lipdata``).
@@ -55,7 +58,8 @@ SONG_BED_DB = 12.0
 #: loudness-referenced rows (other languages and the song).
 GROUPS: tuple[tuple[str, str], ...] = (("clean", "**median, transcripts**"),
                                        ("noisy", f"**median, transcripts + noise {NOISE_SNR_DB:g} dB**"),
-                                       ("other", "**median, other languages and singing**"))
+                                       ("other", "**median, other languages and singing**"),
+                                       ("bilabial", "**median, bilabial sentences, held-out voices**"))
 
 
 @dataclass(frozen=True)
@@ -86,10 +90,10 @@ def clips(media_dir: Path) -> list[tuple[Path, Path]]:
 
 
 def _speech_jobs(media_dir: Path, languages: dict[str, str] | None, tmp: Path, rows: list[dict],
-                 noisy: bool = True, song: bool = True) -> list[SpeechJob]:
+                 noisy: bool = True, song: bool = True, bilabial: bool = True) -> list[SpeechJob]:
     """Every clip of ``media_dir``, then (``noisy``) each with noise under it, the other-language
-    speech and (``song``) the song, the made ones written into ``tmp`` (a failure to speak is
-    added to ``rows``)."""
+    speech, (``song``) the song and (``bilabial``) the held-out bilabial clips, the made ones
+    written into ``tmp`` (a failure to speak is added to ``rows``)."""
     jobs = [SpeechJob(wav.stem, wav, wav, txt, "clean") for wav, txt in clips(media_dir)]
     if noisy and jobs:
         import numpy as np
@@ -115,6 +119,10 @@ def _speech_jobs(media_dir: Path, languages: dict[str, str] | None, tmp: Path, r
             rows.append({"clip": wav.stem, "photo": "-", "error": err})
         else:
             jobs.append(SpeechJob(wav.stem, wav, wav, None, "other"))
+    if bilabial:
+        from vcam.bench_lip_events import bilabial_jobs
+
+        jobs += bilabial_jobs(tmp, rows)
     return jobs
 
 
@@ -213,18 +221,21 @@ def sing(wav: Path, rate: int = 16000) -> str | None:
 
 
 def run(photos: list[Path], media_dir: Path, eval_dir: Path, *, provider: str = "cpu",
-        languages: dict[str, str] | None = None, noisy: bool = True, song: bool = True) -> list[dict]:
+        languages: dict[str, str] | None = None, noisy: bool = True, song: bool = True,
+        bilabial: bool = True) -> list[dict]:
     """Render and score every (clip, portrait); returns one dict of metrics per video.
 
     ``noisy`` adds each transcribed clip with noise under it, ``languages`` (default
     :data:`LANGUAGES`; ``{}`` for none) espeak-ng speech and ``song`` the song, both scored
     against loudness; rows carry their ``"group"`` (:data:`GROUPS`) and the tools'
-    ``"reference"`` (``"phones"`` or ``"energy"``).
+    ``"reference"`` (``"phones"`` or ``"energy"``); ``bilabial`` adds the held-out bilabial
+    clips. Rows with a transcript also carry the per-event figures
+    (:func:`vcam.bench_lip_events.score_events`) and their ``"false_closure"`` share.
     """
     py = eval_python(eval_dir)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for job in _speech_jobs(media_dir, languages, Path(tmp), rows, noisy, song):
+        for job in _speech_jobs(media_dir, languages, Path(tmp), rows, noisy, song, bilabial):
             for photo in photos:
                 out = Path(tmp) / f"{job.audio.stem}-{photo.stem}.mp4"
                 row = {"clip": job.clip, "photo": photo.stem, "group": job.group}
@@ -234,8 +245,20 @@ def run(photos: list[Path], media_dir: Path, eval_dir: Path, *, provider: str = 
                     continue
                 row.update(run_json([py, str(eval_dir / "lipsync.py"), str(out), str(job.reference)]
                                     + ([str(job.transcript)] if job.transcript else [])))
+                if job.transcript and "error" not in row:
+                    _add_events(row, score_events(py, eval_dir, out, job.reference, job.transcript))
                 rows.append(row)
     return rows
+
+
+def _add_events(row: dict, events: dict) -> None:
+    """Per-event figures into ``row``, with their ``false_closure`` share (None without open vowels)."""
+    if "error" in events:
+        row["events_error"] = events["error"]
+        return
+    row.update(events)
+    n = events["open_vowels"]
+    row["false_closure"] = round(len(events["false_closures"]) / n, 3) if n else None
 
 
 def render_video(photo: Path, audio: Path, out: Path, provider: str, *options: str) -> str | None:
@@ -291,7 +314,8 @@ print(json.dumps(out))
 
 
 def run_offline(media_dir: Path, eval_dir: Path, *, fps: int = 25, graph_dir: Path | None = None,
-                languages: dict[str, str] | None = None, noisy: bool = True, song: bool = True) -> list[dict]:
+                languages: dict[str, str] | None = None, noisy: bool = True, song: bool = True,
+                bilabial: bool = True) -> list[dict]:
     """Score the motion graph's ``jawOpen`` itself, without rendering, on the clips of :func:`run`:
     seconds instead of minutes, for comparing lip models (export one with ``export_motion
     --out DIR``, pass DIR as ``graph_dir``). The rendered lip gap follows jawOpen closely, but
@@ -305,12 +329,15 @@ def run_offline(media_dir: Path, eval_dir: Path, *, fps: int = 25, graph_dir: Pa
     py = eval_python(eval_dir)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for job in _speech_jobs(media_dir, languages, Path(tmp), rows, noisy, song):
+        for job in _speech_jobs(media_dir, languages, Path(tmp), rows, noisy, song, bilabial):
             track = Path(tmp) / f"{job.audio.stem}.npy"
             np.save(track, motion_track(load_audio(job.audio), fps=fps, graph_dir=graph_dir)[:, INDEX["jawOpen"]])
-            rows.append({"clip": job.clip, "photo": "(jawOpen)", "group": job.group,
-                         **run_json([py, "-c", _SCORE_TRACK, str(eval_dir), str(track), str(fps), str(job.reference)]
-                                    + ([str(job.transcript)] if job.transcript else []))})
+            row = {"clip": job.clip, "photo": "(jawOpen)", "group": job.group,
+                   **run_json([py, "-c", _SCORE_TRACK, str(eval_dir), str(track), str(fps), str(job.reference)]
+                              + ([str(job.transcript)] if job.transcript else []))}
+            if job.transcript and "error" not in row:
+                _add_events(row, score_events(py, eval_dir, track, job.reference, job.transcript, fps))
+            rows.append(row)
     return rows
 
 
@@ -333,7 +360,8 @@ def table(rows: list[dict]) -> str:
             vals = [r[m] for r in group if r.get(m) is not None]
             med.append(_fmt(statistics.median(vals)) if vals else "-")
         lines.append(f"| {label} | | " + " | ".join(med) + " |")
-    return "\n".join(lines)
+    events = summary(rows)
+    return "\n".join(lines) + ("\n\n" + events if events.count("\n") > 1 else "")
 
 
 def _group(row: dict) -> str:

@@ -126,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="print results as JSON")
     bench.add_argument("--lipsync", action="store_true",
                        help="instead: render every speech clip of --media (clean and with noise under it), "
-                            "espeak-ng speech in four languages and a song on the portraits and score lip sync")
+                            "espeak-ng speech in four languages, a song and bilabial-rich sentences in voices the "
+                            "lip model never heard on the portraits; score lip sync and every P/B/M")
     bench.add_argument("--offline", action="store_true",
                        help="with --lipsync: score the motion graph's jawOpen without rendering (seconds, not "
                             "minutes; for comparing lip models)")
@@ -148,8 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="instead: how long after a voice starts the drawn mouth is half open, on varied "
                             "speech, as the engine measures it for the microphone's delay (offline)")
     bench.add_argument("--fps", type=_int_range(1, 120), metavar="N", default=30,
-                       help="frame rate of the daemon for --live and --av-sync, and of --mouth-rise "
-                            "(default 30, as [live] fps)")
+                       help="frame rate of the daemon for --live and --av-sync, and of --mouth-rise and "
+                            "--lipsync --offline (default 30, as [live] fps)")
     bench.add_argument("--plot", type=Path, metavar="PNG",
                        help="--av-sync: also draw each burst's microphone level and lip gap into this PNG")
     bench.add_argument("--minutes", type=float, metavar="M", default=30.0,
@@ -272,7 +273,7 @@ def _bench(args: argparse.Namespace) -> int:
         from vcam import assets, bench_lipsync
 
         if args.offline:
-            rows = bench_lipsync.run_offline(args.media, args.eval_dir, graph_dir=args.graph_dir)
+            rows = bench_lipsync.run_offline(args.media, args.eval_dir, fps=args.fps, graph_dir=args.graph_dir)
         else:
             photos = [args.photo] if args.photo else [assets.SAMPLE_PHOTO, *assets.EXTRA_PHOTOS]
             rows = bench_lipsync.run(photos, args.media, args.eval_dir, provider=args.provider or "cpu")

@@ -2,7 +2,7 @@
 
     python -m vcam.graphs.export_motion [--weights vcam/graphs/weights/lips.npz]
 
-Static shapes, opset 17. Inputs ``mel (1, N_MELS, WINDOW)``, ``emotion (1, 37)``,
+Static shapes, opset 17. Inputs ``mel (1, N_MELS, GRAPH_WINDOW)``, ``emotion (1, 37)``,
 ``state (1, STATE_SIZE)``, ``noise (1, NOISE_SIZE)``, ``dt (1, 1)``; outputs ``motion (1, 43)``,
 ``state_out (1, STATE_SIZE)``, all float32.
 """
@@ -19,7 +19,7 @@ import torch
 from runtime import features
 from runtime.channels import N_BLENDSHAPES, N_MOTION
 from vcam.graphs import manifest
-from vcam.graphs.motion_model import (LOOKAHEAD_FRAMES, NOISE_SIZE, STATE_SIZE, VISEMES, WINDOW, LipNet,
+from vcam.graphs.motion_model import (GRAPH_WINDOW, LOOKAHEAD_FRAMES, NOISE_SIZE, STATE_SIZE, VISEMES, LipNet,
                                       MotionGraph)
 
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "lips.npz"
@@ -40,7 +40,7 @@ def build_graph(weights: Path = WEIGHTS) -> MotionGraph:
 
 
 def example_inputs() -> tuple[torch.Tensor, ...]:
-    return (torch.full((1, features.N_MELS, WINDOW), features.FLOOR), torch.zeros(1, N_BLENDSHAPES),
+    return (torch.full((1, features.N_MELS, GRAPH_WINDOW), features.FLOOR), torch.zeros(1, N_BLENDSHAPES),
             torch.zeros(1, STATE_SIZE), torch.full((1, NOISE_SIZE), 0.5), torch.full((1, 1), 0.04))
 
 
@@ -52,7 +52,7 @@ def meta() -> dict:
     return {
         "sample_rate": features.SAMPLE_RATE, "hop": features.HOP, "win": features.WIN, "n_mels": features.N_MELS,
         "fmin": features.FMIN, "fmax": features.FMAX, "floor": features.FLOOR,
-        "window_frames": WINDOW, "lookahead_frames": LOOKAHEAD_FRAMES,
+        "window_frames": GRAPH_WINDOW, "lookahead_frames": LOOKAHEAD_FRAMES,
         "lookahead_ms": LOOKAHEAD_FRAMES * 1000 * features.HOP // features.SAMPLE_RATE,
         "state_size": STATE_SIZE, "noise_size": NOISE_SIZE, "visemes": list(VISEMES),
         "features": "runtime.features log-mel relative to a tracked speech level, floor -3",
@@ -72,7 +72,7 @@ def export(out_dir: Path = manifest.GRAPH_DIR, weights: Path = WEIGHTS) -> Path:
     import onnx
 
     onnx.checker.check_model(onnx.load(str(path)))
-    shapes = {"mel": (1, features.N_MELS, WINDOW), "emotion": (1, N_BLENDSHAPES), "state": (1, STATE_SIZE),
+    shapes = {"mel": (1, features.N_MELS, GRAPH_WINDOW), "emotion": (1, N_BLENDSHAPES), "state": (1, STATE_SIZE),
               "noise": (1, NOISE_SIZE), "dt": (1, 1), "motion": (1, N_MOTION), "state_out": (1, STATE_SIZE)}
     manifest.write_entry(
         "motion", path.name,

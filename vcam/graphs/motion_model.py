@@ -17,7 +17,9 @@ Parts:
 - Lips: :class:`LipNet`, a small causal dilated convolution over the window, gives the
   probabilities of the :data:`VISEMES`; :data:`VISEME_TABLE` turns them into eight mouth
   channels, scaled by the frame's loudness (:data:`LOUD_RANGE_DB`), smoothed with
-  attack/release time constants held in the state.
+  attack/release time constants held in the state. A P/B/M whose probability rises through
+  :data:`CLOSURE_COMMIT` in the 10 ms steps the frame stands for shuts the lips in that frame
+  (:meth:`MotionGraph.closure_commit`), however weakly the network heard it.
 - Blinks: a countdown in the state, intervals ``1 + gamma(2, 1.6)`` s (about 15/min in
   silence), counted down 1.25x faster while speaking (about 20/min), a blink that is due
   within 1.2 s brought forward to the end of a phrase, 10 % double blinks, 0.26 s per blink
@@ -61,11 +63,36 @@ VISEME_TABLE: tuple[tuple[float, ...], ...] = (
 )
 
 N_MELS = 64
+#: Frames :class:`LipNet` reads for one output (its receptive field).
 WINDOW = 32
 LOOKAHEAD_FRAMES = 8
 FRAME_S = 0.01
-#: Index in the window of the frame the video shows: the window's last frame minus the look-ahead.
-SHOWN = WINDOW - 1 - LOOKAHEAD_FRAMES
+#: The 10 ms steps before the shown one whose P/B/M probability the graph also reads: a video
+#: frame at 25 fps stands for 40 ms of speech, and a closure heard between two frames must still
+#: show in one of them (:meth:`MotionGraph.closure_commit`).
+CLOSURE_SPAN = 4
+#: Frames of the motion graph's ``mel`` input: LipNet's window for the shown step and the
+#: :data:`CLOSURE_SPAN` steps before it.
+GRAPH_WINDOW = WINDOW + CLOSURE_SPAN
+#: Index in the graph's window of the frame the video shows: the window's last frame minus the look-ahead.
+SHOWN = GRAPH_WINDOW - 1 - LOOKAHEAD_FRAMES
+#: A P/B/M whose probability rises through this, at or above every vowel's, brings the lips
+#: together in that frame (:meth:`MotionGraph.closure_commit`). On speech the lip model never
+#: heard, a bilabial's probability often peaks at only 0.25-0.5, where the smoothed closure
+#: channel leaves the lips a third open: those were the misses.
+CLOSURE_COMMIT = 0.2
+#: ... and from this probability up they meet fully. Below it, the jaw and lips open at most
+#: :data:`CLOSURE_NEAR_JAW` (at :data:`CLOSURE_COMMIT`, less above): a weakly heard P/B/M is as
+#: often an N (real recordings: most rises through 0.2 away from a bilabial are N, K, D, T), and
+#: lips nearly together read right for both: shutting them on every rise cost the development
+#: clips' English r_open 0.06 offline, nearly shut 0.036 (``vcam bench --lipsync``, see the
+#: README's Lip sync figures). At 0.1 the face tracker read nearly shut lips on the open-mouthed
+#: astronaut photo as a third open.
+CLOSURE_FULL = 0.5
+CLOSURE_NEAR_JAW = 0.06
+#: ... and only a rise of at least this much over the 10-20 ms before it: a P/B/M probability
+#: that hovers about :data:`CLOSURE_COMMIT` (murmur, noise) is no bilabial being heard.
+CLOSURE_RISE = 0.1
 STATE_SIZE = 32
 NOISE_SIZE = 16
 
@@ -200,8 +227,37 @@ class MotionGraph(nn.Module):
         assert len(BLENDSHAPES) + 6 == N_MOTION
 
     def visemes(self, mel: torch.Tensor) -> torch.Tensor:
-        """Viseme probabilities for the video frame, ``(1, len(VISEMES))``."""
-        return torch.softmax(self.lips(mel)[:, :, -1], dim=1)
+        """Viseme probabilities of the shown step and the :data:`CLOSURE_SPAN` steps before it,
+        ``(1, len(VISEMES), CLOSURE_SPAN + 1)``, oldest first (``[..., -1]``: the video frame's)."""
+        return torch.softmax(self.lips(mel)[:, :, -(CLOSURE_SPAN + 1):], dim=1)
+
+    @staticmethod
+    def closure_commit(p: torch.Tensor, dt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Whether the lips come together in this frame, and how far they may then open:
+        ``(commit, jaw_cap)``, each ``(1, 1) float32``.
+
+        ``commit`` is 1 where, at one of the last :data:`CLOSURE_SPAN` steps of ``p``
+        (:meth:`visemes`) that came since the previous frame (``dt`` ``(1, 1)`` seconds ago: each
+        rise shows in one frame), the P/B/M probability rose through :data:`CLOSURE_COMMIT` and stood at
+        least as high as every vowel's (U, O, A, E, I), having risen by :data:`CLOSURE_RISE` or
+        more over the one or two steps before. ``jaw_cap`` is :data:`CLOSURE_NEAR_JAW`
+        at that probability, falling linearly to 0 (lips shut) at :data:`CLOSURE_FULL`.
+
+        A rise, not a level: the moment a bilabial is heard, so a weak one brings the lips
+        together once instead of leaving them a third open, and a vowel that keeps some P/B/M
+        probability past a neighbouring M does not hold them shut."""
+        pbm = p[:, 1, :]
+        vowel = torch.amax(p[:, 3:8, :], dim=1)
+        now, before = pbm[:, 1:], pbm[:, :-1]
+        age_s = torch.arange(CLOSURE_SPAN - 1, -1, -1, dtype=torch.float32).view(1, CLOSURE_SPAN) * FRAME_S
+        # the lower of the probabilities 10 and 20 ms before each step (the oldest: 10 ms before only)
+        earlier = torch.minimum(before, torch.cat([pbm[:, :1], pbm[:, :-2]], dim=1))
+        rise = ((now >= CLOSURE_COMMIT) & (before < CLOSURE_COMMIT) & (now >= vowel[:, 1:])
+                & (now - earlier >= CLOSURE_RISE) & (age_s < dt - 0.001)).to(torch.float32)
+        peak = torch.amax(rise * now, dim=1, keepdim=True)
+        commit = torch.amax(rise, dim=1, keepdim=True)
+        cap = CLOSURE_NEAR_JAW * torch.clamp((CLOSURE_FULL - peak) * (1.0 / (CLOSURE_FULL - CLOSURE_COMMIT)), 0.0, 1.0)
+        return commit, cap
 
     @staticmethod
     def loudness_gain(mel: torch.Tensor) -> torch.Tensor:
@@ -222,7 +278,9 @@ class MotionGraph(nn.Module):
         u = noise
 
         # ---- lips
-        p = self.visemes(mel)
+        steps = self.visemes(mel)
+        p = steps[:, :, -1]
+        commit, jaw_cap = self.closure_commit(steps, dt)
         target = torch.relu(p @ self.table - 0.02) * (1.0 / 0.98)
         target = target * (1.0 - self.lip_opening * (1.0 - self.loudness_gain(mel)))
         lip = state[:, S_LIP: S_LIP + len(LIP_CHANNELS)]
@@ -233,6 +291,11 @@ class MotionGraph(nn.Module):
         # lips that close win over a jaw still on its way down: a full closure on P/B/M
         shut = _smoothstep((_col(lip, 1) - 0.15) * (1.0 / 0.35))
         lip_out = lip * (1.0 - shut * self.lip_opening)
+        # a committed closure: the opening channels scaled so that the jaw opens at most jaw_cap
+        jaw_now = _col(lip_out, 0)
+        near = commit * (1.0 - torch.clamp(jaw_cap / torch.clamp(jaw_now, min=1e-4), max=1.0))
+        lip_out = lip_out * (1.0 - near * self.lip_opening)
+        closed = torch.maximum(closed, commit * (1.0 - jaw_cap * (1.0 / CLOSURE_NEAR_JAW)))
         # mouthClose is reported only while the lips are shut: a closure still fading after
         # a P/B/M must not hold the next vowel's lips together (ARKit: lips closed, jaw open)
         lip_out = lip_out * (1.0 - self.close_only * (1.0 - shut))
