@@ -372,3 +372,15 @@ def test_bench_provenance_finds_the_mark_in_every_variant_and_nothing_else(tmp_p
     assert result["cost_ms"]["marking per frame"] == 0.0
     text = bench_provenance.table(result, "test machine")
     assert "| h264 crf 32 |" in text and "False positives: 0 of" in text
+
+
+def test_candidate_periods_include_a_copy_scaled_to_fill_its_frame():
+    """A 240-line or 360-line copy of vcam's 512 frame: the exact period is always looked at,
+    whatever the autocorrelation's integer peaks say."""
+    from runtime.watermark import TILE
+    from vcam.provenance import detect as D
+
+    r = np.random.default_rng(0).standard_normal((240, 427))
+    periods = D.candidate_periods(r)
+    assert any(abs(p - TILE * 240 / 512) < 1e-9 for p in periods)
+    assert any(abs(p - TILE * 360 / 512) < 1e-9 for p in D.candidate_periods(np.random.default_rng(1).standard_normal((360, 360))))
