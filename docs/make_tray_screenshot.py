@@ -3,7 +3,7 @@
     .venv/bin/python docs/make_tray_screenshot.py [OUT.png]
 
 Starts Xvfb on a free display, ``trayer`` as the system tray (an XEmbed tray host), and
-:class:`vcam.tray.TrayIcon` on pystray's ``gtk`` backend in a child process, fed a made-up
+:class:`vcam.app.tray.TrayIcon` on pystray's ``gtk`` backend in a child process, fed a made-up
 status (happy 75 %, 30 fps, mic) instead of a running daemon. Then it clicks the icon
 with xdotool, opens the *Emotion* submenu from the keyboard, grabs the screen with Pillow and
 crops it to the tray and the menus. Nothing on your own display is touched.
@@ -33,8 +33,8 @@ def child() -> None:
     """The tray with a made-up status (runs until killed)."""
     sys.path.insert(0, str(REPO))
     from vcam.assets import ASSETS_DIR
-    from vcam.commands import CommandInbox
-    from vcam.tray import TrayIcon
+    from vcam.app.commands import CommandInbox
+    from vcam.app.tray import TrayIcon
 
     photos = [str(ASSETS_DIR / n) for n in ("photo_astronaut_eileen_collins.png",
                                              "painting_thomas_jefferson_rembrandt_peale.jpg",

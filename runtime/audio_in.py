@@ -1,6 +1,6 @@
 """AudioSource: live speech from a microphone or from what the computer plays.
 
-``AudioSource(spec)`` captures mono float32 into an :class:`runtime.audio_ring.AudioRing`
+``AudioSource(spec)`` captures mono float32 into an :class:`vcam.runtime.audio_ring.AudioRing`
 that the engine thread reads once per video frame. ``spec`` is
 
 * ``"mic"``: the default input device;
@@ -49,8 +49,8 @@ from typing import Any
 
 import numpy as np
 
-from runtime.audio_ring import AudioRing
-from runtime.errors import DeviceError
+from vcam.runtime.audio_ring import AudioRing
+from vcam.runtime.errors import DeviceError
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ REFRESH_PORTAUDIO = True
 
 portaudio_lock = threading.RLock()
 """Held while PortAudio is re-initialised, devices are resolved and streams are opened or closed,
-and while ``PULSE_SOURCE`` is set. :mod:`vcam.devices` takes it to query devices."""
+and while ``PULSE_SOURCE`` is set. :mod:`vcam.app.devices` takes it to query devices."""
 
 _open_streams = 0  # PortAudio streams opened here and not yet closed (guarded by portaudio_lock)
 
@@ -448,7 +448,7 @@ class AudioSource:
         docstring).
     rate:
         Preferred sample rate in Hz. When the device refuses it, its default rate is used and
-        :attr:`ring` has that rate (the engine resamples with :class:`runtime.resample.StreamResampler`).
+        :attr:`ring` has that rate (the engine resamples with :class:`vcam.runtime.resample.StreamResampler`).
     blocksize:
         Frames per callback at ``rate`` (160: 10 ms at 16 kHz; scaled for another rate).
     ring_seconds:

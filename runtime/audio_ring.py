@@ -67,7 +67,7 @@ class AudioRing:
     def buffer(self) -> np.ndarray:
         """The ring's storage ``(capacity,) float32``: sample number ``i`` (counting from the
         first ever written) is at ``i % capacity`` while ``written - capacity <= i < written``.
-        For readers with their own position (:class:`runtime.voice_delay.VoiceDelay`); read only."""
+        For readers with their own position (:class:`vcam.runtime.voice_delay.VoiceDelay`); read only."""
         return self._buf
 
     @property

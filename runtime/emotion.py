@@ -1,7 +1,7 @@
 """Emotion presets and the cross-fading mixer that feeds the motion graph's ``emotion`` input.
 
 Presets live in ``config/emotions.toml``: one table per emotion of
-:data:`runtime.channels.EMOTIONS`, keys are blendshape names, values the offsets at intensity 1.
+:data:`vcam.runtime.channels.EMOTIONS`, keys are blendshape names, values the offsets at intensity 1.
 """
 
 from __future__ import annotations
@@ -11,20 +11,24 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.channels import BLENDSHAPES, EMOTIONS, N_BLENDSHAPES
-from runtime.errors import ConfigError
+from vcam.runtime.channels import BLENDSHAPES, EMOTIONS, N_BLENDSHAPES
+from vcam.runtime.errors import ConfigError
 
-DEFAULT_PRESETS = Path(__file__).resolve().parent.parent / "config" / "emotions.toml"
 _BS_INDEX = {n: i for i, n in enumerate(BLENDSHAPES)}
 MAX_INTENSITY = 2.0
 
 
-def load_emotion_presets(path: Path | str = DEFAULT_PRESETS) -> dict[str, np.ndarray]:
+def load_emotion_presets(path: Path | str | None = None) -> dict[str, np.ndarray]:
     """Read the presets: ``{emotion: (37,) float32 offsets}`` for every emotion of ``EMOTIONS``.
 
     Raises :class:`ConfigError` naming the file and the bad key: unknown emotion or blendshape,
     a value that is not a number in ``-1..1``, a missing emotion, or a file that is not TOML.
+    ``path=None`` reads the packaged ``config/emotions.toml``.
     """
+    if path is None:
+        from vcam.resources import config_file
+
+        path = config_file("emotions.toml")
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -41,7 +45,7 @@ def load_emotion_presets(path: Path | str = DEFAULT_PRESETS) -> dict[str, np.nda
         vec = np.zeros(N_BLENDSHAPES, np.float32)
         for key, value in table.items():
             if key not in _BS_INDEX:
-                raise ConfigError(f"{path}: [{name}] {key}: not an ARKit blendshape of runtime.channels.BLENDSHAPES")
+                raise ConfigError(f"{path}: [{name}] {key}: not an ARKit blendshape of vcam.runtime.channels.BLENDSHAPES")
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not -1.0 <= float(value) <= 1.0:
                 raise ConfigError(f"{path}: [{name}] {key} = {value!r}: expected a number in -1..1")
             vec[_BS_INDEX[key]] = float(value)

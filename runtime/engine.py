@@ -1,16 +1,16 @@
 """LiveEngine: the frame loop of the live webcam.
 
-Once per tick of a :class:`runtime.clock.FrameClock` the engine thread
+Once per tick of a :class:`vcam.runtime.clock.FrameClock` the engine thread
 
 1. applies the operations posted since the last frame (emotion, pause, new portrait,
    audio source, outputs): the only place state changes;
-2. takes the audio captured since the last tick from the :class:`runtime.audio_ring.AudioRing`
+2. takes the audio captured since the last tick from the :class:`vcam.runtime.audio_ring.AudioRing`
    (resampled to 16 kHz if the device runs at another rate) into the streaming log-mel
    features; while no audio arrives (device lost, none configured) it feeds silence so
    the face idles instead of freezing;
 3. steps the motion graph with the window ending at the newest audio;
 4. renders the frame;
-5. offers it, with its tick timestamp, to every output's :class:`runtime.frame_slot.LatestFrameSlot`.
+5. offers it, with its tick timestamp, to every output's :class:`vcam.runtime.frame_slot.LatestFrameSlot`.
 
 Nothing is allocated per frame: every buffer is made in ``__init__``. A tick that comes late
 is skipped, not queued, and counted. A context manager; :meth:`close` is idempotent.
@@ -26,17 +26,17 @@ from typing import Any
 
 import numpy as np
 
-from runtime.audio_ring import AudioRing
-from runtime.badge import Badge
-from runtime.clock import FrameClock
-from runtime.emotion import EmotionMixer
-from runtime.errors import GraphError
-from runtime.features import SAMPLE_RATE, LogMelStream
-from runtime.frame_slot import LatestFrameSlot
-from runtime.motion import MotionStage
-from runtime.mouth_rise import MouthRiseMeter
-from runtime.render import AvatarTensors, RenderStage
-from runtime.stats import StageTimer
+from vcam.runtime.audio_ring import AudioRing
+from vcam.runtime.badge import Badge
+from vcam.runtime.clock import FrameClock
+from vcam.runtime.emotion import EmotionMixer
+from vcam.runtime.errors import GraphError
+from vcam.runtime.features import SAMPLE_RATE, LogMelStream
+from vcam.runtime.frame_slot import LatestFrameSlot
+from vcam.runtime.motion import MotionStage
+from vcam.runtime.mouth_rise import MouthRiseMeter
+from vcam.runtime.render import AvatarTensors, RenderStage
+from vcam.runtime.stats import StageTimer
 
 log = logging.getLogger(__name__)
 
@@ -61,15 +61,15 @@ class LiveEngine:
     Parameters
     ----------
     avatar:
-        The portrait's tensors (``vcam.avatar.load_avatar``).
+        The portrait's tensors (``vcam.avatar.build.load_avatar``).
     fps:
         Output frame rate.
     presets:
-        ``{emotion: (37,) float32}`` from ``runtime.emotion.load_emotion_presets``.
+        ``{emotion: (37,) float32}`` from ``vcam.runtime.emotion.load_emotion_presets``.
     emotion, intensity, fade_s:
         Starting expression and the cross-fade time.
     provider, threads, seed, badge:
-        As :class:`runtime.motion.MotionStage` / :class:`runtime.render.RenderStage` (every
+        As :class:`vcam.runtime.motion.MotionStage` / :class:`vcam.runtime.render.RenderStage` (every
         frame carries the invisible watermark; ``badge`` adds the visible "AI" label).
 
     Thread-safe controls (applied between frames): :meth:`set_audio`, :meth:`set_emotion`,
@@ -189,7 +189,7 @@ class LiveEngine:
     @property
     def mouth_rise_ms(self) -> float:
         """How long after a voice onset the drawn mouth is half open, in the audio's time (ms): the
-        mean of the middle half of recent onsets' rises (:class:`runtime.mouth_rise.MouthRiseMeter`). The engine's
+        mean of the middle half of recent onsets' rises (:class:`vcam.runtime.mouth_rise.MouthRiseMeter`). The engine's
         latency plus this is how long after a voice starts arriving the face shows it."""
         return self._rise.rise_ms
 
@@ -308,7 +308,7 @@ class LiveEngine:
         if ring is None:
             return
         if ring.rate != SAMPLE_RATE:
-            from runtime.resample import StreamResampler
+            from vcam.runtime.resample import StreamResampler
 
             self._in_buf = np.zeros(ring.rate // 2, np.float32)
             self._resampler = StreamResampler(ring.rate, SAMPLE_RATE, max_block=self._in_buf.shape[0])

@@ -24,12 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.errors import GraphError
+from vcam.resources import graph_dir as graph_folder
+from vcam.runtime.errors import GraphError
 
 log = logging.getLogger(__name__)
 
-#: Folder of the exported graphs and their manifest (``onnx/`` at the repo root).
-GRAPH_DIR = Path(__file__).resolve().parent.parent / "onnx"
 
 _DTYPES = {"float32": np.float32, "uint8": np.uint8, "int64": np.int64}
 
@@ -43,8 +42,11 @@ class TensorSpec:
     dtype: str
 
 
-def load_manifest(graph_dir: Path = GRAPH_DIR) -> dict:
-    """Read ``onnx/manifest.json``: ``{graph_name: {"file", "inputs", "outputs", "meta"}}``."""
+def load_manifest(graph_dir: Path | None = None) -> dict:
+    """Read ``onnx/manifest.json``: ``{graph_name: {"file", "inputs", "outputs", "meta"}}``.
+
+    ``graph_dir=None`` is the packaged graphs (:func:`vcam.resources.graph_dir`)."""
+    graph_dir = graph_dir or graph_folder()
     path = graph_dir / "manifest.json"
     try:
         return json.loads(path.read_text())
@@ -105,9 +107,10 @@ class OnnxGraph:
     """
 
     def __init__(self, name: str, *, provider: str = "auto", threads: int = 0,
-                 graph_dir: Path = GRAPH_DIR, copy_inputs: bool | None = None) -> None:
+                 graph_dir: Path | None = None, copy_inputs: bool | None = None) -> None:
         import onnxruntime as ort
 
+        graph_dir = graph_dir or graph_folder()
         manifest = load_manifest(graph_dir)
         if name not in manifest:
             raise GraphError(f"graph {name!r} is not in {graph_dir / 'manifest.json'} (has: {', '.join(manifest)})")

@@ -1,9 +1,9 @@
 """MotionStage: the motion graph, stepped once per video frame.
 
-Per step the caller fills a log-mel window (``runtime.features.LogMelStream.window``) ending at
+Per step the caller fills a log-mel window (``vcam.runtime.features.LogMelStream.window``) ending at
 :meth:`MotionStage.frame_window_end` of the frame's time, and passes the current emotion
-offsets (``runtime.emotion.EmotionMixer.current``). :meth:`MotionStage.step` returns the
-``(43,) float32`` motion vector (``runtime.channels.MOTION`` order) in a buffer that is reused
+offsets (``vcam.runtime.emotion.EmotionMixer.current``). :meth:`MotionStage.step` returns the
+``(43,) float32`` motion vector (``vcam.runtime.channels.MOTION`` order) in a buffer that is reused
 at the next step. Nothing is allocated per step.
 """
 
@@ -13,9 +13,9 @@ import math
 
 import numpy as np
 
-from runtime.channels import N_BLENDSHAPES, N_MOTION
-from runtime.errors import GraphError
-from runtime.graph import GRAPH_DIR, OnnxGraph
+from vcam.runtime.channels import N_BLENDSHAPES, N_MOTION
+from vcam.runtime.errors import GraphError
+from vcam.runtime.graph import OnnxGraph
 
 
 def frame_window_end(t_s: float, lookahead_ms: float, hop_s: float = 0.01) -> int:
@@ -38,13 +38,13 @@ class MotionStage:
     seed:
         Seed of the noise generator (blinks, saccades, sway); ``None`` draws one from the OS.
     provider, threads, copy_inputs:
-        As :class:`runtime.graph.OnnxGraph`.
+        As :class:`vcam.runtime.graph.OnnxGraph`.
 
     A context manager; :meth:`close` is idempotent.
     """
 
     def __init__(self, *, fps: float, seed: int | None, provider: str = "auto", threads: int = 0,
-                 graph_dir=GRAPH_DIR, copy_inputs: bool | None = None) -> None:
+                 graph_dir=None, copy_inputs: bool | None = None) -> None:
         if not fps > 0:
             raise GraphError(f"motion stage: fps must be > 0, got {fps}")
         self.fps = float(fps)

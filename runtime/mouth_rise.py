@@ -20,7 +20,7 @@ observer would:
 * the mouth's **openness** per video frame is the lip gap the render graph draws from the
   motion vector (:func:`openness`, in units of the jaw's full opening), mapped through the
   portrait's *view* curve when it has one (:meth:`MouthRiseMeter.set_view`,
-  ``vcam.mouth_view``: how open a face tracker sees the drawn mouth; a small opening is not
+  ``vcam.avatar.mouth_view``: how open a face tracker sees the drawn mouth; a small opening is not
   seen as one);
 * the **rise** of one onset is the stream time of the first frame whose openness passes
   halfway from its rest value (the mean over 600..150 ms before the onset) to its open value
@@ -46,8 +46,8 @@ import math
 
 import numpy as np
 
-from runtime.channels import INDEX
-from runtime.features import HOP, SAMPLE_RATE, LogMelStream
+from vcam.runtime.channels import INDEX
+from vcam.runtime.features import HOP, SAMPLE_RATE, LogMelStream
 
 QUIET_DB = 13.0
 """A pause frame is this far below the tracked speech level (the bench: under 5 % of the loud power)."""
@@ -84,7 +84,7 @@ synthetic voices, offline, as they are spoken (``vcam bench --mouth-rise``)."""
 
 LIP_PART_BOOST = 0.6  # vcam.graphs.render_model.LIP_PART_BOOST: the lips part ahead of the jaw
 UP_GAIN, DOWN_GAIN = 0.17, 0.24
-"""The upper/lower lip raisers' share of the gap relative to the jaw's (``vcam.rig``: lip_up_px
+"""The upper/lower lip raisers' share of the gap relative to the jaw's (``vcam.avatar.rig``: lip_up_px
 0.10, lip_down_px 0.14 of the mouth width against jaw_px 0.62 of it, x 0.95)."""
 
 _J, _C = INDEX["jawOpen"], INDEX["mouthClose"]
@@ -107,7 +107,7 @@ class MouthRiseMeter:
     Parameters
     ----------
     features:
-        The engine's :class:`runtime.features.LogMelStream` (its frames' energy and level).
+        The engine's :class:`vcam.runtime.features.LogMelStream` (its frames' energy and level).
     lookahead_ms:
         The motion graph's look-ahead.
     prior_ms:

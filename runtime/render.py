@@ -2,7 +2,7 @@
 
 The graph draws the window of the frame that can move (head, face, neck); the stage keeps
 the still photo in its output frame and copies the window into it after every run. Every
-frame that leaves the stage carries vcam's invisible watermark (``runtime.watermark``): it is
+frame that leaves the stage carries vcam's invisible watermark (``vcam.runtime.watermark``): it is
 added to the portrait's tensors and still once, when the portrait is set, so the graph draws
 it as part of the face and background. The visible "AI" badge, when one is given, is drawn
 over the still once, and over each frame only where the moving window covers it.
@@ -14,11 +14,11 @@ from typing import Protocol
 
 import numpy as np
 
-from runtime.badge import Badge
-from runtime.channels import INDEX, N_MOTION
-from runtime.errors import GraphError
-from runtime.graph import GRAPH_DIR, OnnxGraph
-from runtime.watermark import apply_mark, box_mean, current_payload, luma, mark_pattern
+from vcam.runtime.badge import Badge
+from vcam.runtime.channels import INDEX, N_MOTION
+from vcam.runtime.errors import GraphError
+from vcam.runtime.graph import OnnxGraph
+from vcam.runtime.watermark import apply_mark, box_mean, current_payload, luma, mark_pattern
 
 AVATAR_INPUTS = ("image", "plate", "rig_basis", "rig_maps", "rig_params")
 
@@ -47,7 +47,7 @@ DEFAULT_THREADS = 1
 
 
 class AvatarTensors(Protocol):
-    """What the render graph needs of a portrait (see ``vcam.rig.Avatar``); all float32."""
+    """What the render graph needs of a portrait (see ``vcam.avatar.rig.Avatar``); all float32."""
 
     image: np.ndarray       # (1, 3, 512, 512) the framed photo, RGB 0..1
     plate: np.ndarray       # (1, 3, PH, PW) background without the person under the window
@@ -68,7 +68,7 @@ class RenderStage:
     swaps a new portrait in between frames without reallocating. :meth:`render` writes the
     frame into one preallocated ``(512, 512, 3) uint8`` array and returns it.
     ``threads``: intra-op threads on the CPU, 0 for :data:`DEFAULT_THREADS`; ``provider`` and
-    ``copy_inputs`` as :class:`runtime.graph.OnnxGraph` (on a GPU the portrait's tensors are
+    ``copy_inputs`` as :class:`vcam.runtime.graph.OnnxGraph` (on a GPU the portrait's tensors are
     copied to the device when they change, the motion vector before every frame).
     ``badge``: the visible "AI" label drawn on every frame, or ``None``. The invisible
     watermark is always added; it has no switch.
@@ -76,7 +76,7 @@ class RenderStage:
     """
 
     def __init__(self, avatar: AvatarTensors, *, provider: str = "auto", threads: int = 0,
-                 graph_dir=GRAPH_DIR, copy_inputs: bool | None = None, badge: Badge | None = None) -> None:
+                 graph_dir=None, copy_inputs: bool | None = None, badge: Badge | None = None) -> None:
         self._graph = OnnxGraph("render", provider=provider, threads=threads or DEFAULT_THREADS, graph_dir=graph_dir,
                                 copy_inputs=copy_inputs)
         self._buffers: dict[str, np.ndarray] = {}

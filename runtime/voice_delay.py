@@ -8,7 +8,7 @@ frame drawn from it is out.
 
 Timing, in ``time.monotonic_ns()`` for both sides:
 
-* the capture side is the :class:`runtime.audio_ring.AudioRing` the engine reads: sample
+* the capture side is the :class:`vcam.runtime.audio_ring.AudioRing` the engine reads: sample
   ``ring.written - 1`` arrived at ``ring.last_write_ns``, earlier samples one sample period
   apart each. Capture comes in blocks, late by varying amounts (more on a loaded machine),
   so each delivery only bounds the capture clock from above; the clock is the lower envelope
@@ -44,7 +44,7 @@ import math
 
 import numpy as np
 
-from runtime.audio_ring import AudioRing
+from vcam.runtime.audio_ring import AudioRing
 
 RESYNC_MS = 25.0
 """Jump instead of steering when the read position is off by more than this."""

@@ -15,7 +15,7 @@ stronger mark shows as grain, none where the face moves; the whole is held to 42
 or more.
 
 The pattern for a portrait is made once (:func:`mark_pattern`) and added to the portrait
-itself (``runtime.render.RenderStage``): the render graph then draws it as part of the face
+itself (``vcam.runtime.render.RenderStage``): the render graph then draws it as part of the face
 and background, so it moves with them and costs nothing per frame.
 """
 

@@ -36,7 +36,7 @@ def sample_portraits(tmp_path_factory):
     """``{name: Portrait}`` for the three bundled portraits (a private avatar cache)."""
     patch = pytest.MonkeyPatch()
     patch.setenv("VCAM_CACHE_DIR", str(tmp_path_factory.mktemp("portrait-cache")))
-    from vcam.enroll import enroll
+    from vcam.avatar.enroll import enroll
 
     try:
         yield {name: enroll(path) for name, path in SAMPLE_PHOTOS.items()}
@@ -47,6 +47,6 @@ def sample_portraits(tmp_path_factory):
 @pytest.fixture(scope="session")
 def sample_avatars(sample_portraits):
     """``{name: Avatar}``: the rig of each sample portrait."""
-    from vcam.rig import build_rig
+    from vcam.avatar.rig import build_rig
 
     return {name: build_rig(p.image, p.landmarks, p.person_mask, p.plate) for name, p in sample_portraits.items()}

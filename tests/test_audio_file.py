@@ -1,4 +1,4 @@
-"""vcam.audio_file: any common audio file -> (n,) float32 mono at 16 kHz, or one clear InputError."""
+"""vcam.runtime.audio_file: any common audio file -> (n,) float32 mono at 16 kHz, or one clear InputError."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import av
 import numpy as np
 import pytest
 
-from runtime.errors import InputError
-from vcam.audio_file import check_audio, load_audio, resample
+from vcam.runtime.errors import InputError
+from vcam.runtime.audio_file import check_audio, load_audio, resample
 
 TONE_HZ = 440.0
 

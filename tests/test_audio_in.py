@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from fixtures_pulse import pulse_null_sink  # noqa: F401  (a fixture)
 
-from runtime import audio_in
-from runtime.audio_in import AudioSource
-from runtime.errors import DeviceError
+from vcam.runtime import audio_in
+from vcam.runtime.audio_in import AudioSource
+from vcam.runtime.errors import DeviceError
 from vcam.assets import ASSETS_DIR
 
 SPEECH = ASSETS_DIR / "en_ljspeech_LJ001-0001.wav"

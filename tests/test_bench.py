@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from vcam.bench import format_table, main
-from vcam.settings import load_settings
+from vcam.bench.stages import format_table, main
+from vcam.app.settings import load_settings
 
 
 def test_bench_times_every_stage(capsys, tmp_path, monkeypatch):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from fixtures_pulse import ensure_pulse_server
 
-from vcam import bench_avsync
+from vcam.bench import avsync as bench_avsync
 from vcam.assets import SAMPLE_AUDIO, SAMPLE_PHOTO
 
 RATE = bench_avsync.RATE
@@ -65,7 +65,7 @@ def test_bench_av_sync_measures_a_running_daemon(request, sample_portraits):  # 
 
 
 def test_onset_bursts_begin_where_speech_begins():
-    from vcam.audio_file import load_audio
+    from vcam.runtime.audio_file import load_audio
 
     bursts = bench_avsync.onset_bursts(6)
     assert len(bursts) == 6
@@ -88,8 +88,8 @@ def test_onset_bursts_begin_where_speech_begins():
 def test_onset_bursts_from_another_recording_and_one_without_pauses(tmp_path):
     import pytest
 
-    from runtime.errors import InputError
-    from vcam.audio_file import load_audio
+    from vcam.runtime.errors import InputError
+    from vcam.runtime.audio_file import load_audio
 
     speech = load_audio(SAMPLE_AUDIO, rate=RATE)
     path = tmp_path / "again.wav"

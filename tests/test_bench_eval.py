@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runtime.errors import InputError
-from vcam import bench_expressions, bench_lipsync
+from vcam.runtime.errors import InputError
+from vcam.bench import expressions as bench_expressions, lipsync as bench_lipsync
 
 
 @pytest.fixture
@@ -144,7 +144,7 @@ def test_lipsync_noisy_clips_are_rendered_with_noise_and_scored_against_the_clea
 
     monkeypatch.setattr(bench_lipsync, "run_json", run_json)
     rows = bench_lipsync.run([Path("a.png")], media, eval_dir, languages={}, song=False, bilabial=False)
-    from vcam.bench_lip_events import EVENTS_SCRIPT
+    from vcam.bench.lip_events import EVENTS_SCRIPT
 
     scored = [c for c in scored if c[0] != EVENTS_SCRIPT]  # the per-event script reads the same video
     assert [(r["clip"], r["group"]) for r in rows] == [("en_a", "clean"), ("en_jfk", "clean"),
@@ -177,7 +177,7 @@ def test_noise_sits_its_level_below_the_speech():
 def test_the_song_is_sung_on_its_notes(tmp_path):
     if not shutil.which("espeak-ng"):
         pytest.skip("espeak-ng is not installed")
-    from vcam.audio_file import load_audio
+    from vcam.runtime.audio_file import load_audio
 
     wav = tmp_path / "song.wav"
     assert bench_lipsync.sing(wav) is None
@@ -262,7 +262,7 @@ def test_lipsync_reports_every_bilabial_and_the_false_closures(eval_dir, media, 
     """Per event, from the face tracker's lip gap (the stand-in's: shut on the M, 0.4 of its p95
     on the B, shut once inside the AH): each P/B/M's closest gap as a fraction of the p95 gap,
     the open vowels whose middle reads shut, and a summary per group naming what stayed open."""
-    from vcam import bench_lip_events
+    from vcam.bench import lip_events as bench_lip_events
 
     rows = bench_lipsync.run([Path("a.png")], media, eval_dir, languages={}, noisy=False, song=False, bilabial=False)
     for r in rows:
@@ -274,7 +274,7 @@ def test_lipsync_reports_every_bilabial_and_the_false_closures(eval_dir, media, 
 
 
 def test_bilabial_sentences_need_a_voice_and_say_how_to_get_one(tmp_path, monkeypatch):
-    from vcam import bench_lip_events
+    from vcam.bench import lip_events as bench_lip_events
 
     monkeypatch.setattr(bench_lip_events, "held_out_voices",
                         lambda: {"festival_ked": "Festival's ked voice is not installed (apt install ...)",
@@ -290,7 +290,7 @@ def test_bilabial_sentences_need_a_voice_and_say_how_to_get_one(tmp_path, monkey
 
 
 def test_bilabial_sentences_are_spoken_by_festival_when_it_is_installed(tmp_path):
-    from vcam import bench_lip_events
+    from vcam.bench import lip_events as bench_lip_events
 
     if bench_lip_events.held_out_voices()["festival_ked"]:
         pytest.skip("Festival's ked voice is not installed")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fixtures_pulse import ensure_pulse_server
-from vcam import bench_live
+from vcam.bench import live as bench_live
 
 
 def test_analyse_finds_the_first_frame_that_moves():

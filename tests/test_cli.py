@@ -1,9 +1,9 @@
 """The vcam command: arguments, exit status, one-line errors, nothing half-written.
 
-Most tests replace ``vcam.render_job`` with a fake that does what the real one does at the
+Most tests replace ``vcam.app.render_job`` with a fake that does what the real one does at the
 edges (decode the audio with ``load_audio``, write through ``Mp4Sink``), so the CLI's error
 handling is tested without models. The end-to-end test at the bottom runs the real job once
-``vcam.render_job`` exists.
+``vcam.app.render_job`` exists.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from runtime.errors import InputError
+from vcam.runtime.errors import InputError
 from vcam import __version__, assets
-from vcam.audio_file import load_audio
-from vcam.cli import main
+from vcam.runtime.audio_file import load_audio
+from vcam.app.cli import main
 from vcam.sinks.mp4 import Mp4Sink
 
 
@@ -54,7 +54,7 @@ def write_wav(path: Path, samples: np.ndarray) -> None:
 
 
 class FakeJob:
-    """Stands in for ``vcam.render_job``: records the call, decodes audio, writes an MP4."""
+    """Stands in for ``vcam.app.render_job``: records the call, decodes audio, writes an MP4."""
 
     def __init__(self, *, fail_after: int | None = None, error: BaseException | None = None) -> None:
         self.calls: list[tuple[tuple, dict]] = []
@@ -78,9 +78,9 @@ class FakeJob:
 @pytest.fixture
 def job(monkeypatch) -> FakeJob:
     fake = FakeJob()
-    module = types.ModuleType("vcam.render_job")
+    module = types.ModuleType("vcam.app.render_job")
     module.render_file = lambda *a, **kw: fake.render_file(*a, **kw)
-    monkeypatch.setitem(sys.modules, "vcam.render_job", module)
+    monkeypatch.setitem(sys.modules, "vcam.app.render_job", module)
     return fake
 
 
@@ -228,9 +228,9 @@ def test_interrupt_exits_130_and_leaves_nothing(job, photo, speech, tmp_path, ca
 
 def test_bench_dispatch(monkeypatch, capsys):
     seen = []
-    module = types.ModuleType("vcam.bench")
+    module = types.ModuleType("vcam.bench.stages")
     module.main = lambda args: seen.append(args) or 0
-    monkeypatch.setitem(sys.modules, "vcam.bench", module)
+    monkeypatch.setitem(sys.modules, "vcam.bench.stages", module)
     assert main(["bench", "--provider", "cpu", "--frames", "50", "--json"]) == 0
     (args,) = seen
     assert (args.provider, args.frames, args.json, args.photo, args.audio) == ("cpu", 50, True, None, None)
@@ -240,7 +240,7 @@ def test_bench_dispatch(monkeypatch, capsys):
 @pytest.mark.slow
 def test_render_sample_end_to_end(tmp_path, monkeypatch, capsys):
     """The real job: --sample renders an MP4 of the speech's length."""
-    pytest.importorskip("vcam.render_job", reason="vcam.render_job not written yet")
+    pytest.importorskip("vcam.app.render_job", reason="vcam.app.render_job not written yet")
     monkeypatch.chdir(tmp_path)
     assert main(["render", "--sample"]) == 0
     out = tmp_path / "vcam-demo.mp4"
@@ -254,8 +254,8 @@ def test_render_sample_end_to_end(tmp_path, monkeypatch, capsys):
 
 
 def test_face_width_is_the_zoom_and_is_checked():
-    from vcam.cli import _with_face_width, build_parser
-    from vcam.settings import load_settings
+    from vcam.app.cli import _with_face_width, build_parser
+    from vcam.app.settings import load_settings
 
     args = build_parser().parse_args(["render", "--sample", "--face-width", "0.6"])
     assert args.face_width == 0.6

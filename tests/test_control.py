@@ -1,4 +1,4 @@
-"""The daemon's control channel (vcam.control) and ``vcam ctl`` (vcam.ctl), over real sockets."""
+"""The daemon's control channel (vcam.app.control) and ``vcam ctl`` (vcam.app.ctl), over real sockets."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from runtime.errors import DeviceError, InputError
-from vcam import control, ctl
-from vcam.commands import (
+from vcam.runtime.errors import DeviceError, InputError
+from vcam.app import control, ctl
+from vcam.app.commands import (
     CommandInbox,
     Quit,
     SetAudio,
@@ -25,7 +25,7 @@ from vcam.commands import (
     SetPreview,
     to_json,
 )
-from vcam.control import ControlClient, ControlServer, default_address
+from vcam.app.control import ControlClient, ControlServer, default_address
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="Unix sockets and file modes")
 
@@ -376,7 +376,7 @@ def test_tcp_client_without_server(runtime_dir):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The way vcam.cli.build_parser wires ``ctl`` in."""
+    """The way vcam.app.cli.build_parser wires ``ctl`` in."""
     parser = argparse.ArgumentParser(prog="vcam")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)

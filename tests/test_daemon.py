@@ -4,7 +4,7 @@ The daemon runs as a user starts it (``python -m vcam run ... --output -``), wit
 on its stdout, speech from a real PulseAudio null sink's monitor (``paplay`` plays into the
 sink), a private control socket (``VCAM_CONTROL``), enrollment cache (``VCAM_CACHE_DIR``) and
 state directory (``XDG_STATE_HOME``), hotkeys typed with xdotool on Xvfb, and ``vcam ctl``.
-One test runs :class:`vcam.daemon.Daemon` in-process with a recording pyvirtualcam backend.
+One test runs :class:`vcam.app.daemon.Daemon` in-process with a recording pyvirtualcam backend.
 
 What the face does is measured in the frames, at places found by enrolling the same photo
 (the portrait frame is the output frame). Head sway moves the whole face by several pixels,
@@ -39,7 +39,7 @@ import pytest
 from fixtures_pulse import pulse_null_sink  # noqa: F401 (fixture)
 from fixtures_x import x_display, x_env, xdotool  # noqa: F401 (fixtures)
 
-from vcam import landmarks as L
+from vcam.avatar import landmarks as L
 from vcam.assets import ASSETS_DIR
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PulseAudio/Xvfb tests are Linux's")
@@ -68,7 +68,7 @@ def enrolled(tmp_path_factory):
     patch = pytest.MonkeyPatch()
     patch.setenv("VCAM_CACHE_DIR", str(cache))
     try:
-        from vcam.enroll import enroll
+        from vcam.avatar.enroll import enroll
 
         portraits = {photo: enroll(photo) for photo in (PAINTING, ASTRONAUT)}
     finally:
@@ -171,7 +171,7 @@ class LiveDaemon:
                                          cwd=REPO, env=self.env)
         self.reader = Y4mReader(self.proc.stdout)
         self.reader.start()
-        from vcam.control import ControlClient
+        from vcam.app.control import ControlClient
 
         self.client = ControlClient(str(self.sock), timeout_s=5.0)
 
@@ -213,7 +213,7 @@ class LiveDaemon:
         return self.client.status()
 
     def wait_status(self, pred, what: str, timeout: float = 10.0) -> dict:
-        from runtime.errors import VcamError
+        from vcam.runtime.errors import VcamError
 
         deadline = time.monotonic() + timeout
         last = None
@@ -600,7 +600,7 @@ class RecordingCamera:
 def test_in_process_daemon_feeds_a_pyvirtualcam_backend(pulse_null_sink, workdir, enrolled, monkeypatch):
     import pyvirtualcam
 
-    from vcam.daemon import Daemon, LiveOptions
+    from vcam.app.daemon import Daemon, LiveOptions
 
     monkeypatch.setenv("VCAM_CACHE_DIR", str(enrolled[0]))
     monkeypatch.setenv("XDG_STATE_HOME", str(workdir / "state"))
@@ -624,7 +624,7 @@ def test_in_process_daemon_feeds_a_pyvirtualcam_backend(pulse_null_sink, workdir
             time.sleep(1.5)
             engine_frames = daemon.engine.frames - engine_frames
             status = daemon.status()
-            from vcam.control import ControlClient
+            from vcam.app.control import ControlClient
 
             assert ControlClient(opts.control_address).status()["frames"] > 0
         finally:
@@ -798,11 +798,11 @@ def test_sigterm_exits_0_and_removes_the_socket(pulse_null_sink, daemons):
 
 def test_a_missing_microphone_at_start_is_waited_for(workdir, enrolled, monkeypatch):
     """No input device when the daemon starts (no sound server yet): it runs, idles, retries."""
-    import runtime.audio_in as audio_in
-    from runtime.audio_ring import AudioRing
-    from runtime.errors import DeviceError
-    from vcam import daemon as daemon_mod
-    from vcam.daemon import Daemon, LiveOptions
+    import vcam.runtime.audio_in as audio_in
+    from vcam.runtime.audio_ring import AudioRing
+    from vcam.runtime.errors import DeviceError
+    from vcam.app import daemon as daemon_mod
+    from vcam.app.daemon import Daemon, LiveOptions
 
     class LateSource:
         attempts = 0

@@ -9,9 +9,9 @@ import sys
 import pytest
 from fixtures_pulse import pulse_null_sink  # noqa: F401  (a fixture)
 
-from runtime import audio_in
-from vcam import devices
-from vcam.devices import format_devices, list_devices, v4l2_loopback_cameras
+from vcam.runtime import audio_in
+from vcam.app import devices
+from vcam.app.devices import format_devices, list_devices, v4l2_loopback_cameras
 
 linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PulseAudio and v4l2loopback are Linux")
 

@@ -7,9 +7,12 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from runtime.channels import EMOTIONS, INDEX, N_BLENDSHAPES
-from runtime.emotion import DEFAULT_PRESETS, EmotionMixer, load_emotion_presets
-from runtime.errors import ConfigError
+from vcam.runtime.channels import EMOTIONS, INDEX, N_BLENDSHAPES
+from vcam.resources import config_file
+from vcam.runtime.emotion import EmotionMixer, load_emotion_presets
+
+DEFAULT_PRESETS = config_file("emotions.toml")
+from vcam.runtime.errors import ConfigError
 
 
 def test_shipped_presets():
@@ -128,7 +131,7 @@ def _default_intensity() -> float:
     """The shipped ``[emotion] intensity`` (config/default.toml), whatever the user's config says."""
     import tomllib
 
-    from vcam.settings import default_config_path
+    from vcam.app.settings import default_config_path
 
     return float(tomllib.loads(default_config_path().read_text(encoding="utf-8"))["emotion"]["intensity"])
 
@@ -184,9 +187,9 @@ _SEEN_EXCEPT = {("beard_bw", "angry", "brow_gap"): -0.005}
 def test_each_emotion_shows_on_the_rendered_face(portrait, sample_avatars):
     """Rendered at rest, every emotion moves the eval tools' face measure its own way."""
     pytest.importorskip("onnxruntime")
-    from runtime.channels import N_MOTION
-    from runtime.render import RenderStage
-    from vcam.enroll import _mediapipe
+    from vcam.runtime.channels import N_MOTION
+    from vcam.runtime.render import RenderStage
+    from vcam.avatar.enroll import _mediapipe
 
     mp = _mediapipe()
     mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=True,

@@ -8,10 +8,10 @@ import time
 import numpy as np
 import pytest
 
-from runtime.audio_ring import AudioRing
-from runtime.channels import MOTION
-from runtime.clock import FrameClock
-from runtime.frame_slot import LatestFrameSlot
+from vcam.runtime.audio_ring import AudioRing
+from vcam.runtime.channels import MOTION
+from vcam.runtime.clock import FrameClock
+from vcam.runtime.frame_slot import LatestFrameSlot
 
 IDX = {n: i for i, n in enumerate(MOTION)}
 
@@ -109,8 +109,8 @@ def test_slot_survives_a_failing_output(caplog):
 
 @pytest.fixture(scope="module")
 def engine(sample_avatars):
-    from runtime.emotion import load_emotion_presets
-    from runtime.engine import LiveEngine
+    from vcam.runtime.emotion import load_emotion_presets
+    from vcam.runtime.engine import LiveEngine
 
     with LiveEngine(sample_avatars["painting"], fps=30, presets=load_emotion_presets(), seed=3,
                     provider="cpu") as eng:
@@ -120,7 +120,7 @@ def engine(sample_avatars):
 @pytest.fixture(scope="module")
 def speech():
     from vcam.assets import SAMPLE_AUDIO
-    from vcam.audio_file import load_audio
+    from vcam.runtime.audio_file import load_audio
 
     return load_audio(SAMPLE_AUDIO)
 
@@ -212,10 +212,10 @@ def test_engine_measures_the_mouths_rise_after_voice_onsets(engine):
     bursts' known starts does (within a frame)."""
     from scipy.signal import resample_poly
 
-    from runtime.mouth_rise import PRIOR_MS
-    from vcam.bench_avsync import onset_bursts
-    from vcam.bench_live import RATE, burst_track
-    from vcam.bench_mouth_rise import known_rise_ms, stepped
+    from vcam.runtime.mouth_rise import PRIOR_MS
+    from vcam.bench.avsync import onset_bursts
+    from vcam.bench.live import RATE, burst_track
+    from vcam.bench.mouth_rise import known_rise_ms, stepped
 
     track, _ = burst_track(onset_bursts(8))
     pcm = resample_poly(track, 1, RATE // 16000).astype(np.float32)

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from runtime.errors import ConfigError, InputError
-from vcam import cache, framing
-from vcam import landmarks as L
-from vcam.enroll import ENROLL_VERSION, Portrait, enroll, estimate_yaw_deg
+from vcam.runtime.errors import ConfigError, InputError
+from vcam.avatar import cache, framing
+from vcam.avatar import landmarks as L
+from vcam.avatar.enroll import ENROLL_VERSION, Portrait, enroll, estimate_yaw_deg
 
 REPO = Path(__file__).resolve().parent.parent
 ASSETS = REPO / "vcam" / "assets"
@@ -208,7 +208,7 @@ def test_two_faces_largest_is_animated(tmp_path, caplog, refs):
     canvas.paste(Image.open(LINCOLN).convert("RGB").resize((258, 318)), (600, 100))
     path = tmp_path / "two.png"
     canvas.save(path)
-    with caplog.at_level(logging.WARNING, logger="vcam.enroll"):
+    with caplog.at_level(logging.WARNING, logger="vcam.avatar.enroll"):
         p = enroll(path)
     assert p.n_faces == 2
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
@@ -304,7 +304,7 @@ def test_face_cut_off_by_the_edge_is_refused(tmp_path, keep, edge):
 def test_forehead_cropped_above_the_brows_still_animates(tmp_path, refs):
     ref = refs[JEFFERSON.name]
     img = np.asarray(Image.open(JEFFERSON).convert("RGB"))
-    import vcam.enroll as E
+    import vcam.avatar.enroll as E
 
     mp = E._mediapipe()
     with E._quiet():
@@ -318,7 +318,7 @@ def test_forehead_cropped_above_the_brows_still_animates(tmp_path, refs):
 
 
 def test_profile_is_refused(monkeypatch):
-    import vcam.enroll as E
+    import vcam.avatar.enroll as E
 
     monkeypatch.setattr(E, "MAX_YAW_DEG", 5.0)  # Jefferson turns ~15 degrees: "too far" now
     with pytest.raises(InputError, match="turned too far.*more frontal photo"):
@@ -390,6 +390,6 @@ def test_cache_root_per_platform(monkeypatch, tmp_path):
 
 
 def test_import_has_no_side_effects():
-    code = ("import sys, vcam.enroll, vcam.cache, vcam.framing, vcam.matting, vcam.photo_io; "
+    code = ("import sys, vcam.avatar.enroll, vcam.avatar.cache, vcam.avatar.framing, vcam.avatar.matting, vcam.avatar.photo_io; "
             "assert 'mediapipe' not in sys.modules and 'cv2' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)

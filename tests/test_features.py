@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from runtime import features as F
+from vcam.runtime import features as F
 
 ASSETS = __import__("vcam.assets", fromlist=["ASSETS_DIR"]).ASSETS_DIR
 SPEECH = ASSETS / "en_ljspeech_LJ001-0001.wav"

@@ -11,10 +11,10 @@ import time
 import pytest
 from fixtures_x import x_display, x_env, xdotool  # noqa: F401 (fixtures)
 
-from runtime.errors import ConfigError
-from vcam.commands import CommandInbox, SetEmotion, SetPaused
-from vcam.hotkeys import HotkeyListener, bindings
-from vcam.settings import HotkeysConfig
+from vcam.runtime.errors import ConfigError
+from vcam.app.commands import CommandInbox, SetEmotion, SetPaused
+from vcam.app.hotkeys import HotkeyListener, bindings
+from vcam.app.settings import HotkeysConfig
 
 DEFAULTS = HotkeysConfig(
     neutral="<ctrl>+<alt>+1",
@@ -81,7 +81,7 @@ def test_no_display_leaves_hotkeys_off(monkeypatch, caplog, env, expect):
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     for k, v in env.items():
         monkeypatch.setenv(k, v)
-    with caplog.at_level(logging.WARNING, logger="vcam.hotkeys"), HotkeyListener(DEFAULTS, CommandInbox()) as hk:
+    with caplog.at_level(logging.WARNING, logger="vcam.app.hotkeys"), HotkeyListener(DEFAULTS, CommandInbox()) as hk:
         assert hk.active is False
         assert expect in hk.reason
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
@@ -92,7 +92,7 @@ def test_no_display_leaves_hotkeys_off(monkeypatch, caplog, env, expect):
 @linux_only
 def test_x_server_refusing_leaves_hotkeys_off(monkeypatch, caplog):
     monkeypatch.setenv("DISPLAY", ":4093")  # no server there
-    with caplog.at_level(logging.WARNING, logger="vcam.hotkeys"), HotkeyListener(DEFAULTS, CommandInbox()) as hk:
+    with caplog.at_level(logging.WARNING, logger="vcam.app.hotkeys"), HotkeyListener(DEFAULTS, CommandInbox()) as hk:
         assert not hk.active
         assert "cannot connect to X display ':4093'" in hk.reason
     assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
@@ -101,7 +101,7 @@ def test_x_server_refusing_leaves_hotkeys_off(monkeypatch, caplog):
 def test_pynput_without_backend_leaves_hotkeys_off(x_env, monkeypatch, caplog):
     monkeypatch.setitem(sys.modules, "pynput.keyboard", None)  # import fails like a missing backend
     monkeypatch.delitem(sys.modules, "pynput", raising=False)
-    with caplog.at_level(logging.WARNING, logger="vcam.hotkeys"), HotkeyListener(DEFAULTS, CommandInbox()) as hk:
+    with caplog.at_level(logging.WARNING, logger="vcam.app.hotkeys"), HotkeyListener(DEFAULTS, CommandInbox()) as hk:
         assert not hk.active
         assert "pynput could not load" in hk.reason
     assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from runtime import features as F
-from runtime.channels import INDEX, N_MOTION
-from runtime.motion import MotionStage, frame_window_end
+from vcam.runtime import features as F
+from vcam.runtime.channels import INDEX, N_MOTION
+from vcam.runtime.motion import MotionStage, frame_window_end
 
 ASSETS = __import__("vcam.assets", fromlist=["ASSETS_DIR"]).ASSETS_DIR
 SPEECH = ASSETS / "en_ljspeech_LJ001-0001.wav"
@@ -346,7 +346,7 @@ def test_head_idle_and_speech_bounds(stage, speech):
 
 
 def test_emotion_added(stage, speech):
-    from runtime.emotion import load_emotion_presets
+    from vcam.runtime.emotion import load_emotion_presets
 
     p = load_emotion_presets()
     stage.reset(4)
@@ -408,7 +408,7 @@ def test_close_idempotent():
     st = MotionStage(fps=30, seed=None, provider="cpu")
     st.close()
     st.close()
-    from runtime.errors import GraphError
+    from vcam.runtime.errors import GraphError
 
     with pytest.raises(GraphError):
         st.step(np.zeros((F.N_MELS, st.window_frames), np.float32), np.zeros(37, np.float32))

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from runtime.channels import INDEX, N_MOTION
-from runtime.features import SAMPLE_RATE, LogMelStream
-from runtime.mouth_rise import KEEP, MIN_ONSETS, PRIOR_MS, MouthRiseMeter, openness
+from vcam.runtime.channels import INDEX, N_MOTION
+from vcam.runtime.features import SAMPLE_RATE, LogMelStream
+from vcam.runtime.mouth_rise import KEEP, MIN_ONSETS, PRIOR_MS, MouthRiseMeter, openness
 
 FPS = 30
 
@@ -157,10 +157,10 @@ def test_a_mouth_that_does_not_open_is_not_measured():
     assert meter.onsets == 3 and meter.measured == 0 and meter.rise_ms == PRIOR_MS
 
 
-# -- the portrait's view of the mouth (vcam.mouth_view) --
+# -- the portrait's view of the mouth (vcam.avatar.mouth_view) --
 
 def test_view_curve_from_a_sweep():
-    from vcam.mouth_view import curve_from
+    from vcam.avatar.mouth_view import curve_from
 
     op = np.linspace(0.0, 1.0, 6, dtype=np.float32)
     c = curve_from(op, np.array([0.001, 0.002, 0.05, 0.04, 0.20, 0.30]))
@@ -175,7 +175,7 @@ def test_view_curve_from_a_sweep():
 def test_portraits_view_is_measured_once_and_cached(sample_avatars, monkeypatch, tmp_path):
     """The painting: the face mesh sees little of the first third of the opening. Measured once
     per portrait and render graph, then read from the cache."""
-    from vcam import mouth_view as mv
+    from vcam.avatar import mouth_view as mv
 
     monkeypatch.setenv("VCAM_CACHE_DIR", str(tmp_path))
     curve = mv.mouth_view(sample_avatars["painting"], key="painting-test")
@@ -218,8 +218,8 @@ def test_meter_and_bench_agree_where_a_voice_starts():
     the same places in the played track (within one 10 ms frame)."""
     from scipy.signal import resample_poly
 
-    from vcam.bench_avsync import onset_bursts
-    from vcam.bench_live import RATE, burst_track
+    from vcam.bench.avsync import onset_bursts
+    from vcam.bench.live import RATE, burst_track
 
     track, at = burst_track(onset_bursts(8))
     meter, found = run(resample_poly(track, 1, RATE // SAMPLE_RATE).astype(np.float32), lambda t: 0.0, block=53)
@@ -229,7 +229,7 @@ def test_meter_and_bench_agree_where_a_voice_starts():
 
 
 def test_a_view_that_cannot_be_measured_is_none_and_not_cached(sample_avatars, monkeypatch, tmp_path, caplog):
-    from vcam import mouth_view as mv
+    from vcam.avatar import mouth_view as mv
 
     monkeypatch.setenv("VCAM_CACHE_DIR", str(tmp_path))
 
@@ -247,8 +247,9 @@ def test_bench_mouth_rise_table_and_bad_media(tmp_path, capsys, monkeypatch):
     folder is one line and exit 2."""
     import shutil
 
-    from vcam import assets, bench_mouth_rise
-    from vcam.cli import main
+    from vcam import assets
+    from vcam.bench import mouth_rise as bench_mouth_rise
+    from vcam.app.cli import main
 
     monkeypatch.setenv("VCAM_CACHE_DIR", str(tmp_path / "cache"))
     assert main(["bench", "--mouth-rise", "--media", str(tmp_path / "nowhere")]) == 2
@@ -260,7 +261,7 @@ def test_bench_mouth_rise_table_and_bad_media(tmp_path, capsys, monkeypatch):
     shutil.copy(assets.SAMPLE_AUDIO, media)
     shutil.copy(assets.SAMPLE_AUDIO.with_suffix(".txt"), media)
     monkeypatch.setattr(bench_mouth_rise, "FLITE_VOICES", ("slt",))
-    monkeypatch.setattr("vcam.bench_lipsync.LANGUAGES", {})
+    monkeypatch.setattr("vcam.bench.lipsync.LANGUAGES", {})
     result = bench_mouth_rise.run(media, assets.SAMPLE_PHOTO)
     clips = {r["clip"]: r for r in result["rows"]}
     assert {"en_ljspeech_LJ001-0001", "flite_slt"} <= set(clips)

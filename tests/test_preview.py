@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from fixtures_x import x_display, x_env  # noqa: F401 - pytest fixtures
-from runtime.errors import DeviceError
+from vcam.runtime.errors import DeviceError
 
 
 def test_preview_shows_frames_and_closes(x_env):  # noqa: F811

@@ -1,10 +1,10 @@
-"""vcam.progress: a bar on a terminal, nothing otherwise."""
+"""vcam.app.progress: a bar on a terminal, nothing otherwise."""
 
 from __future__ import annotations
 
 import io
 
-from vcam.progress import Progress
+from vcam.app.progress import Progress
 
 
 class Tty(io.StringIO):

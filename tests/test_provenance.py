@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runtime.watermark import (TILE, Payload, current_payload, decode_payload, encode_payload, key_tiles, luma,
+from vcam.runtime.watermark import (TILE, Payload, current_payload, decode_payload, encode_payload, key_tiles, luma,
                                mark_frame, mark_pattern, payload_shifts, shifts_word)
 from vcam.assets import ASSETS_DIR
 
@@ -139,9 +139,9 @@ def test_a_marked_picture_is_found_after_rescaling_cropping_and_letterboxing(nam
 
 
 def test_every_rendered_frame_is_marked_and_badged(sample_avatars):
-    from runtime.badge import HEIGHT, MARGIN, WIDTH, Badge
-    from runtime.channels import INDEX, N_MOTION
-    from runtime.render import RenderStage
+    from vcam.runtime.badge import HEIGHT, MARGIN, WIDTH, Badge
+    from vcam.runtime.channels import INDEX, N_MOTION
+    from vcam.runtime.render import RenderStage
     from vcam.provenance.detect import detect
 
     m = np.zeros(N_MOTION, np.float32)
@@ -165,9 +165,9 @@ def test_the_graph_draws_the_mark_as_part_of_the_portrait(sample_avatars, monkey
     """The mark is in the portrait's tensors: a rendered frame differs from the same frame
     rendered unmarked by exactly the mark the still carries, inside the moving window and
     out (no seam at its edge); with the head turned, the mark is still found."""
-    import runtime.render as render_module
-    from runtime.channels import INDEX, N_MOTION
-    from runtime.render import RenderStage
+    import vcam.runtime.render as render_module
+    from vcam.runtime.channels import INDEX, N_MOTION
+    from vcam.runtime.render import RenderStage
     from vcam.provenance.detect import detect
 
     avatar = sample_avatars["astronaut"]
@@ -192,9 +192,9 @@ def test_the_graph_draws_the_mark_as_part_of_the_portrait(sample_avatars, monkey
 
 
 def test_a_badge_that_the_moving_window_covers_is_drawn_on_every_frame(sample_avatars):
-    from runtime.badge import Badge
-    from runtime.channels import INDEX, N_MOTION
-    from runtime.render import RenderStage
+    from vcam.runtime.badge import Badge
+    from vcam.runtime.channels import INDEX, N_MOTION
+    from vcam.runtime.render import RenderStage
 
     avatar = sample_avatars["painting"]
     x0, y0 = avatar.patch_origin
@@ -215,7 +215,7 @@ def test_a_badge_that_the_moving_window_covers_is_drawn_on_every_frame(sample_av
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory):
     """A 4 s ``vcam render`` of the sample portrait (signed MP4) and its own user config."""
-    from vcam.audio_file import load_audio, write_wav
+    from vcam.runtime.audio_file import load_audio, write_wav
 
     d = tmp_path_factory.mktemp("provenance")
     speech = d / "speech.wav"
@@ -331,9 +331,9 @@ def test_verify_json_on_an_unmarked_picture(tmp_path):
 
 
 def test_the_badge_follows_the_settings(tmp_path):
-    from runtime.errors import ConfigError
+    from vcam.runtime.errors import ConfigError
     from vcam.provenance.badge import make_badge
-    from vcam.settings import load_settings
+    from vcam.app.settings import load_settings
 
     assert make_badge(load_settings()).origin == (512 - 10 - 34, 512 - 10 - 20)
     off = tmp_path / "off.toml"
@@ -357,8 +357,8 @@ def test_bench_provenance_finds_the_mark_in_every_variant_and_nothing_else(tmp_p
     """``vcam bench --provenance`` on one portrait (and its flat illustration) and 5 s of speech:
     every video transformed as the issue lists carries the mark and its payload (the two
     transformations at once are reported, not required), none of the unmarked media does."""
-    from vcam import bench_provenance
-    from vcam.audio_file import load_audio, write_wav
+    from vcam.bench import provenance as bench_provenance
+    from vcam.runtime.audio_file import load_audio, write_wav
 
     speech = tmp_path / "speech.wav"
     write_wav(speech, load_audio(SPEECH)[:80000])  # 5 s: frame 100 and the cut (3-5 s) are in it
@@ -377,7 +377,7 @@ def test_bench_provenance_finds_the_mark_in_every_variant_and_nothing_else(tmp_p
 def test_candidate_periods_include_a_copy_scaled_to_fill_its_frame():
     """A 240-line or 360-line copy of vcam's 512 frame: the exact period is always looked at,
     whatever the autocorrelation's integer peaks say."""
-    from runtime.watermark import TILE
+    from vcam.runtime.watermark import TILE
     from vcam.provenance import detect as D
 
     r = np.random.default_rng(0).standard_normal((240, 427))

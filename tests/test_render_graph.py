@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from runtime.channels import INDEX, N_MOTION
-from vcam import landmarks as lm
+from vcam.runtime.channels import INDEX, N_MOTION
+from vcam.avatar import landmarks as lm
 
 torch = pytest.importorskip("torch")
 
@@ -21,7 +21,7 @@ def avatars(sample_avatars):
 
 @pytest.fixture(scope="module")
 def stage_factory():
-    from runtime.render import RenderStage
+    from vcam.runtime.render import RenderStage
 
     stages = []
 
@@ -44,7 +44,7 @@ def motion(**channels) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def mesh():
-    from vcam.enroll import _mediapipe
+    from vcam.avatar.enroll import _mediapipe
 
     mp = _mediapipe()
     fm = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=True)
@@ -75,11 +75,11 @@ def eye_open(L):
 def test_onnx_equals_torch(avatars):
     import onnxruntime as ort
 
-    from runtime.graph import GRAPH_DIR
+    from vcam.resources import graph_dir
     from vcam.graphs.render_model import RenderModel
 
     model = RenderModel().eval()
-    sess = ort.InferenceSession(str(GRAPH_DIR / "render.onnx"), providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(str(graph_dir() / "render.onnx"), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(1)
     av = avatars["astronaut"]
     for _ in range(3):
@@ -104,9 +104,9 @@ def test_windows_hold_everything_the_regions_draw(avatars, monkeypatch):
     what they draw: for wide motions (jaw wide open, lids shut, head turned and rolled), on a
     big face too, wider windows draw the same."""
     from conftest import SAMPLE_PHOTOS
-    from vcam.enroll import enroll
+    from vcam.avatar.enroll import enroll
     from vcam.graphs import render_model as rm
-    from vcam.rig import build_rig
+    from vcam.avatar.rig import build_rig
 
     close_up = enroll(SAMPLE_PHOTOS["astronaut"], face_width_frac=0.7)
     avatars = dict(avatars, close_up=build_rig(close_up.image, close_up.landmarks, close_up.person_mask,
@@ -233,7 +233,7 @@ def test_device_buffers_follow_every_change(avatars):
     host input when it is bound, so later changes would never reach the graph: a black frame).
     ``copy_inputs=True`` takes that path on the CPU: frames equal the plain path's, follow the
     motion frame by frame, and follow a portrait swapped in."""
-    from runtime.render import RenderStage
+    from vcam.runtime.render import RenderStage
 
     moves = [motion(jawOpen=0.5), motion(jawOpen=0.1, headYaw=5.0), motion(eyeBlinkLeft=1.0, eyeBlinkRight=1.0)]
     with RenderStage(avatars["painting"], provider="cpu") as plain, \
@@ -248,7 +248,7 @@ def test_device_buffers_follow_every_change(avatars):
 
 
 def test_device_buffers_allocate_nothing_per_frame(avatars):
-    from runtime.render import RenderStage
+    from vcam.runtime.render import RenderStage
 
     with RenderStage(avatars["painting"], provider="cpu", copy_inputs=True) as stage:
         grown = _bytes_grown_over_100_frames(stage, motion(jawOpen=0.3))

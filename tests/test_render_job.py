@@ -10,10 +10,10 @@ import av
 import numpy as np
 import pytest
 
-from runtime.channels import MOTION
+from vcam.runtime.channels import MOTION
 from vcam import assets
-from vcam.audio_file import load_audio
-from vcam.cli import main
+from vcam.runtime.audio_file import load_audio
+from vcam.app.cli import main
 
 
 @pytest.fixture(autouse=True)
@@ -69,7 +69,7 @@ def test_frame_count_and_motion_csv(tmp_path, short_speech):
 def test_motion_track_is_the_renders_motion(tmp_path, short_speech):
     """``motion_track`` (the lip-sync bench's offline mode) steps the motion graph exactly as a
     render does: the same rows as the render's motion CSV (neutral emotion, same seed)."""
-    from vcam.render_job import motion_track
+    from vcam.app.render_job import motion_track
 
     status, _, csv_path = _render(tmp_path, short_speech, "--seed", "4", "--emotion", "neutral")
     assert status == 0

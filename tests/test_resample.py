@@ -7,7 +7,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from runtime.resample import StreamResampler
+from vcam.runtime.resample import StreamResampler
 
 
 def _sine(f: float, rate: int, seconds: float = 1.0) -> np.ndarray:

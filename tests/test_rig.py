@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vcam.rig_layout import BASIS, GRID_H, GRID_W, MAP_INDEX, MAPS, PARAM_INDEX, PARAMS, PATCH_H, PATCH_W
+from vcam.avatar.rig_layout import BASIS, GRID_H, GRID_W, MAP_INDEX, MAPS, PARAM_INDEX, PARAMS, PATCH_H, PATCH_W
 
 PHOTOS = ("painting", "astronaut", "beard_bw")
 

@@ -1,4 +1,4 @@
-"""vcam.settings: default.toml + a user file -> frozen, validated sections; errors name file and key."""
+"""vcam.app.settings: default.toml + a user file -> frozen, validated sections; errors name file and key."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import tomllib
 
 import pytest
 
-from runtime.errors import ConfigError
-from vcam.settings import (
+from vcam.runtime.errors import ConfigError
+from vcam.app.settings import (
     RenderConfig,
     Settings,
     default_config_path,
@@ -60,7 +60,7 @@ def test_every_default_key_is_commented():
 
 
 def test_default_file_has_exactly_the_dataclass_keys():
-    from vcam import settings as mod
+    from vcam.app import settings as mod
 
     data = tomllib.loads(default_config_path().read_text())
     assert set(data) == set(mod._SECTIONS)

@@ -11,7 +11,7 @@ import av
 import numpy as np
 import pytest
 
-from runtime.errors import InputError
+from vcam.runtime.errors import InputError
 from vcam.sinks import _parse, open_sink
 from vcam.sinks.mp4 import Mp4Sink
 from vcam.sinks.png import PngSink

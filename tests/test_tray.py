@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from fixtures_x import x_display  # noqa: F401 (fixture)
 
-from runtime.channels import EMOTIONS
-from runtime.errors import DeviceError
-from vcam import tray as tray_mod
-from vcam.commands import (
+from vcam.runtime.channels import EMOTIONS
+from vcam.runtime.errors import DeviceError
+from vcam.app import tray as tray_mod
+from vcam.app.commands import (
     CommandInbox,
     Quit,
     SetAudio,
@@ -31,7 +31,7 @@ from vcam.commands import (
     SetPhoto,
     SetPreview,
 )
-from vcam.tray import TrayIcon, draw_icon, photo_labels, status_line, tooltip
+from vcam.app.tray import TrayIcon, draw_icon, photo_labels, status_line, tooltip
 
 if importlib.util.find_spec("pystray") is None:  # not importorskip: importing pystray picks a backend
     pytest.skip("pystray is not installed", allow_module_level=True)
@@ -84,7 +84,7 @@ def _click(item) -> None:
 
 
 def test_microphone_items_post_mic_commands():
-    from vcam.commands import SetAvOffset, SetMic
+    from vcam.app.commands import SetAvOffset, SetMic
 
     tray, inbox, _ = _tray()
     tray._status["mic"] = {"state": "running", "offset_ms": 0.0, "delay_ms": 120.0, "underruns": 0}
@@ -271,8 +271,8 @@ def test_stop_before_run_returns_at_once():
 _CHILD = textwrap.dedent(r"""
     import faulthandler, json, os, signal, sys, threading, time
     faulthandler.dump_traceback_later(20, exit=True)  # a hang: show where, then fail fast
-    import vcam.tray as T
-    from vcam.commands import CommandInbox
+    import vcam.app.tray as T
+    from vcam.app.commands import CommandInbox
     T.REFRESH_S = 0.2
     backend, mode = sys.argv[1], sys.argv[2]
     status = {"emotion": "happy", "intensity": 0.5, "fps": 30.0, "paused": False}

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from fixtures_pulse import ensure_pulse_server, pulse_null_sink  # noqa: F401 (fixture)
 
-from runtime.audio_in import AudioSource
-from runtime.audio_ring import AudioRing
+from vcam.runtime.audio_in import AudioSource
+from vcam.runtime.audio_ring import AudioRing
 from vcam.sinks.mic_devices import MicNameTaken, MicUnavailable, NamedOutputDevice, PulseMicDevice, make_device
 from vcam.sinks.virtual_mic import VirtualMicrophone
 
@@ -394,8 +394,8 @@ def test_a_named_output_device_and_its_loss():
 
 
 def test_mic_commands_round_trip_and_are_checked():
-    from runtime.errors import InputError
-    from vcam import commands as cmd
+    from vcam.runtime.errors import InputError
+    from vcam.app import commands as cmd
 
     for c in (cmd.SetMic(True), cmd.SetMic(None), cmd.SetAvOffset(-40.0)):
         assert cmd.from_json(cmd.to_json(c)) == c
@@ -408,8 +408,8 @@ def test_mic_commands_round_trip_and_are_checked():
 def test_ctl_mic_requests():
     import argparse
 
-    from runtime.errors import InputError
-    from vcam.ctl import build_request
+    from vcam.runtime.errors import InputError
+    from vcam.app.ctl import build_request
 
     def req(state, ms=None):
         return build_request(argparse.Namespace(action="mic", state=state, ms=ms))
@@ -423,8 +423,8 @@ def test_ctl_mic_requests():
 
 
 def test_mic_settings_name_the_bad_key(tmp_path):
-    from runtime.errors import ConfigError
-    from vcam.settings import load_settings
+    from vcam.runtime.errors import ConfigError
+    from vcam.app.settings import load_settings
 
     assert load_settings(None).mic.enabled is True
     bad = tmp_path / "c.toml"
@@ -437,8 +437,8 @@ def test_mic_settings_name_the_bad_key(tmp_path):
 
 
 def test_status_line_and_tooltip_show_the_microphone():
-    from vcam.ctl import format_status
-    from vcam.tray import tooltip
+    from vcam.app.ctl import format_status
+    from vcam.app.tray import tooltip
 
     status = {"emotion": "neutral", "intensity": 0.8, "paused": False, "fps": 30.0, "latency_ms": {"p50": 100},
               "mic": {"state": "running", "device": "vcam microphone", "delay_ms": 119.8, "offset_ms": 0.0,

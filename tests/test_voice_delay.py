@@ -7,8 +7,8 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from runtime.audio_ring import AudioRing
-from runtime.voice_delay import VoiceDelay
+from vcam.runtime.audio_ring import AudioRing
+from vcam.runtime.voice_delay import VoiceDelay
 
 RATE = 48000
 BLOCK = 480

@@ -1,5 +1,5 @@
 """``python -m vcam`` is the ``vcam`` command."""
 
-from vcam.cli import main
+from vcam.app.cli import main
 
 raise SystemExit(main())

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from runtime import features
-from runtime.channels import N_BLENDSHAPES, N_MOTION
+from vcam.runtime import features
+from vcam.runtime.channels import N_BLENDSHAPES, N_MOTION
 from vcam.graphs import manifest
 from vcam.graphs.motion_model import (GRAPH_WINDOW, LOOKAHEAD_FRAMES, NOISE_SIZE, STATE_SIZE, VISEMES, LipNet,
                                       MotionGraph)
@@ -55,7 +55,7 @@ def meta() -> dict:
         "window_frames": GRAPH_WINDOW, "lookahead_frames": LOOKAHEAD_FRAMES,
         "lookahead_ms": LOOKAHEAD_FRAMES * 1000 * features.HOP // features.SAMPLE_RATE,
         "state_size": STATE_SIZE, "noise_size": NOISE_SIZE, "visemes": list(VISEMES),
-        "features": "runtime.features log-mel relative to a tracked speech level, floor -3",
+        "features": "vcam.runtime.features log-mel relative to a tracked speech level, floor -3",
     }
 
 

@@ -30,7 +30,7 @@ def export(out_dir: Path = GRAPH_DIR) -> Path:
         torch.onnx.export(model, args, str(path), input_names=list(INPUTS), output_names=["patch"],
                           opset_version=OPSET, dynamo=False, do_constant_folding=True)
     inputs = [tensor_entry(n, a.shape, "float32") for n, a in zip(INPUTS, args)]
-    from vcam.rig_layout import BASIS, GRID_H, GRID_W, MAPS, PARAMS, PATCH_H, PATCH_W
+    from vcam.avatar.rig_layout import BASIS, GRID_H, GRID_W, MAPS, PARAMS, PATCH_H, PATCH_W
 
     outputs = [tensor_entry("patch", (PATCH_H, PATCH_W, 3), "uint8")]
     write_entry("render", path.name, inputs, outputs,

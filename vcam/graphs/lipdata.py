@@ -8,7 +8,7 @@ person's than espeak-ng's formant synthesis), and through Kokoro-82M
 (:mod:`vcam.graphs.kokoro_tts`: a neural voice trained on people's recordings, mixes of its five
 voices, English and the other languages), so every phoneme's start is known exactly. Phonemes become viseme classes
 (:data:`vcam.graphs.motion_model.VISEMES`); the audio is augmented (gain, noise, reverb,
-band limits) and turned into the runtime's log-mel features (:func:`runtime.features.log_mel`),
+band limits) and turned into the runtime's log-mel features (:func:`vcam.runtime.features.log_mel`),
 so training sees exactly what the motion graph sees.
 
 Output: shards ``shard_XX.npz`` (espeak-ng and Flite) and ``kokoro_XX.npz`` in the cache
@@ -32,11 +32,11 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.features import HOP, SAMPLE_RATE, log_mel
+from vcam.runtime.features import HOP, SAMPLE_RATE, log_mel
 from vcam.graphs.motion_model import VISEMES
 
 #: Raised whenever the shards' contents change, so cached ones are made again (10: the features'
-#: tracked level starts at -30 dB, :data:`runtime.features.LEVEL_INIT`). KOKORO_VERSION likewise.
+#: tracked level starts at -30 dB, :data:`vcam.runtime.features.LEVEL_INIT`). KOKORO_VERSION likewise.
 DATA_VERSION = 10
 
 # --------------------------------------------------------------------------------------
@@ -691,8 +691,8 @@ def _make(plans: list[_Plan], jobs: int) -> None:
 
 def cache_dir() -> Path:
     """Where the shards go by default, created if missing: ``lipdata`` in vcam's cache folder
-    (:func:`vcam.cache.cache_dir`: ``$VCAM_CACHE_DIR``, else ``~/.cache/vcam`` on Linux)."""
-    from vcam import cache
+    (:func:`vcam.avatar.cache.cache_dir`: ``$VCAM_CACHE_DIR``, else ``~/.cache/vcam`` on Linux)."""
+    from vcam.avatar import cache
 
     return cache.cache_dir("lipdata")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+#: Where the export scripts write: the repository's top-level ``onnx/`` folder.
 GRAPH_DIR = Path(__file__).resolve().parents[2] / "onnx"
 
 

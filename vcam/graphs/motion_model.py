@@ -2,15 +2,15 @@
 
 One step per video frame. Inputs (see ``export_motion.py`` for the ONNX names):
 
-- ``mel``     ``(1, N_MELS, WINDOW) float32``: log-mel frames (``runtime.features``) ending
+- ``mel``     ``(1, N_MELS, WINDOW) float32``: log-mel frames (``vcam.runtime.features``) ending
   ``LOOKAHEAD_FRAMES`` after the time the video frame shows.
-- ``emotion`` ``(1, 37) float32``: blendshape offsets (``runtime.channels.BLENDSHAPES`` order).
+- ``emotion`` ``(1, 37) float32``: blendshape offsets (``vcam.runtime.channels.BLENDSHAPES`` order).
 - ``state``   ``(1, STATE_SIZE) float32``: the previous step's ``state_out`` (zeros to start).
 - ``noise``   ``(1, NOISE_SIZE) float32``: uniform ``[0, 1)``, fresh every step; the only
   source of randomness.
 - ``dt``      ``(1, 1) float32``: seconds since the previous step.
 
-Outputs: ``motion (1, 43) float32`` (``runtime.channels.MOTION``) and ``state_out``.
+Outputs: ``motion (1, 43) float32`` (``vcam.runtime.channels.MOTION``) and ``state_out``.
 
 Parts:
 
@@ -39,7 +39,7 @@ import math
 import torch
 from torch import nn
 
-from runtime.channels import BLENDSHAPES, INDEX, N_BLENDSHAPES, N_MOTION
+from vcam.runtime.channels import BLENDSHAPES, INDEX, N_BLENDSHAPES, N_MOTION
 
 VISEMES: tuple[str, ...] = ("sil", "PBM", "FV", "U", "O", "A", "E", "I", "C")
 """Viseme classes: silence, bilabial closure (P B M), labiodental (F V), close rounded (U W),
@@ -127,7 +127,7 @@ _LIP_TAU_ATTACK = (0.030, 0.015, 0.040, 0.040, 0.035, 0.035, 0.030, 0.015)
 _LIP_TAU_RELEASE = (0.020, 0.030, 0.060, 0.060, 0.050, 0.045, 0.040, 0.030)
 
 #: Loudness scales the lip-opening channels (jaw, funnel, upper/lower lip): ``LOUD_GAIN[0]`` at
-#: ``LOUD_RANGE_DB`` dB below the tracked speech level (``runtime.features``) or quieter, rising
+#: ``LOUD_RANGE_DB`` dB below the tracked speech level (``vcam.runtime.features``) or quieter, rising
 #: linearly in dB to ``LOUD_GAIN[1]`` at that level. A loud, stressed vowel opens wider than a
 #: murmured one the lip network names the same way, and a song's held notes open with their
 #: loudness. 35 dB is the span of speech below its loud frames. The gain raises loud frames more

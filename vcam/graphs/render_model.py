@@ -15,7 +15,7 @@ Per frame, on the face-space field grid (2 px per cell over the moving window):
    person over the background plate, and the mouth interior and closed lids over that.
 
 Only the window of the frame that can move (``PATCH_W`` x ``PATCH_H``, placed per avatar) is
-drawn; ``runtime.render.RenderStage`` copies it into the still photo.
+drawn; ``vcam.runtime.render.RenderStage`` copies it into the still photo.
 
 Written for onnxruntime on a CPU, where a frame must take a few milliseconds:
 
@@ -44,8 +44,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from runtime.channels import INDEX
-from vcam.rig_layout import (BASIS, CELL, FRAME, GRID_H, GRID_W, MAP_INDEX, MAPS, PARAM_INDEX, PATCH_H, PATCH_W,
+from vcam.runtime.channels import INDEX
+from vcam.avatar.rig_layout import (BASIS, CELL, FRAME, GRID_H, GRID_W, MAP_INDEX, MAPS, PARAM_INDEX, PATCH_H, PATCH_W,
                              basis_matrix)
 
 #: How much faster than the jaw the lips part at small openings (see ``g_jaw``).
@@ -505,8 +505,8 @@ class RenderModel(nn.Module):
 
 def example_inputs(n_basis: int = len(BASIS)) -> tuple[torch.Tensor, ...]:
     """Zero inputs of the graph's static shapes (for export and tests)."""
-    from runtime.channels import N_MOTION
-    from vcam.rig_layout import PARAMS
+    from vcam.runtime.channels import N_MOTION
+    from vcam.avatar.rig_layout import PARAMS
 
     return (torch.zeros(1, N_MOTION), torch.zeros(1, 3, FRAME, FRAME), torch.zeros(1, 3, PATCH_H, PATCH_W),
             torch.zeros(n_basis, 2 * GRID_H * GRID_W), torch.zeros(1, len(MAPS), GRID_H, GRID_W),

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from runtime.features import FLOOR, N_MELS
+from vcam.runtime.features import FLOOR, N_MELS
 from vcam.graphs import lipdata
 from vcam.graphs.export_motion import WEIGHTS
 from vcam.graphs.motion_model import LOOKAHEAD_FRAMES, VISEMES, WINDOW, LipNet

@@ -9,7 +9,7 @@ user's vcam", nothing more (no name, no machine). Readers report such a manifest
 but not *trusted*, as they do for any signer outside their trust lists.
 
 The manifest binds the file's bytes by hash: a re-encoded or edited copy loses it (or fails
-its check), which is why every frame also carries the watermark (``runtime.watermark``).
+its check), which is why every frame also carries the watermark (``vcam.runtime.watermark``).
 The C2PA work itself is c2pa-python's (the CAI's Rust library).
 """
 
@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from runtime.errors import VcamError
+from vcam.runtime.errors import VcamError
 
 #: IPTC digital source type for media made by a trained model.
 AI_SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
@@ -37,7 +37,7 @@ class CredentialsError(VcamError):
 
 def credentials_dir() -> Path:
     """``<user config folder>/vcam/credentials`` (beside ``config.toml``)."""
-    from vcam.settings import user_config_path
+    from vcam.app.settings import user_config_path
 
     return user_config_path().parent / "credentials"
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from runtime.watermark import (FORMAT_VERSION, TEXTURE_RADIUS, TILE, Payload, band_mask, box_mean, decode_payload,
+from vcam.runtime.watermark import (FORMAT_VERSION, TEXTURE_RADIUS, TILE, Payload, band_mask, box_mean, decode_payload,
                                key_tiles, local_variance, mark_amplitude, shifts_word)
 
 #: Key A's correlation z-score from which the mark counts as found. Unmarked photos and

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.errors import InputError
+from vcam.runtime.errors import InputError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".mov", ".y4m", ".avi", ".m4v")

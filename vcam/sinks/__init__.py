@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from runtime.errors import InputError
+from vcam.runtime.errors import InputError
 
 
 class FrameSink(Protocol):

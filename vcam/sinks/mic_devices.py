@@ -25,10 +25,10 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from runtime.audio_in import pactl_run, pulse_streams_of_pid
-from runtime.errors import DeviceError
+from vcam.runtime.audio_in import pactl_run, pulse_streams_of_pid
+from vcam.runtime.errors import DeviceError
 
-PULSE_PCM = "pulse"  # PortAudio's name for the ALSA PulseAudio plugin (as runtime.audio_in)
+PULSE_PCM = "pulse"  # PortAudio's name for the ALSA PulseAudio plugin (as vcam.runtime.audio_in)
 
 
 class MicUnavailable(DeviceError):
@@ -54,7 +54,7 @@ class OutputTarget:
 
 
 def _pactl(*args: str) -> tuple[int, str, str]:
-    """:func:`runtime.audio_in.pactl_run` with room for a busy server to load a module."""
+    """:func:`vcam.runtime.audio_in.pactl_run` with room for a busy server to load a module."""
     return pactl_run(*args, timeout=5.0)
 
 
@@ -249,7 +249,7 @@ class NamedOutputDevice:
 
     def _sounddevice(self):
         if self._sd is None:
-            from runtime.audio_in import import_sounddevice
+            from vcam.runtime.audio_in import import_sounddevice
 
             self._sd = import_sounddevice()
         return self._sd

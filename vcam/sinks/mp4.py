@@ -20,7 +20,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from runtime.errors import InputError
+from vcam.runtime.errors import InputError
 from vcam.sinks.yuv import I420Converter
 
 log = logging.getLogger(__name__)
@@ -205,6 +205,6 @@ def _prepare_audio(audio: np.ndarray | None, rate: int) -> np.ndarray | None:
         raise ValueError(f"audio must be (n,) float32 mono, got {audio.shape} {audio.dtype}")
     if audio.size == 0:
         return None
-    from vcam.audio_file import resample
+    from vcam.runtime.audio_file import resample
 
     return np.ascontiguousarray(resample(audio, rate, AUDIO_RATE))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.errors import InputError
+from vcam.runtime.errors import InputError
 
 
 class PngSink:

@@ -15,7 +15,7 @@ import threading
 
 import numpy as np
 
-from runtime.errors import DeviceError
+from vcam.runtime.errors import DeviceError
 
 log = logging.getLogger(__name__)
 

@@ -8,12 +8,12 @@ engine's measured audio->frame latency (plus a user offset), into a microphone d
 microphone", on Windows a VB-Audio cable, on macOS BlackHole.
 
 Threads: PortAudio's output thread calls the stream callback, which only runs
-:meth:`runtime.voice_delay.VoiceDelay.fill` (no locks, no allocation); a supervisor thread
+:meth:`vcam.runtime.voice_delay.VoiceDelay.fill` (no locks, no allocation); a supervisor thread
 (``vcam-mic``) reopens the stream when it stops, checks every ``check_s`` that the device is
 still there (a sound server restart removes vcam's modules: they are made again), and retries
 a missing device every ``retry_s`` (growing to a minute). The engine never waits on any of it.
 
-The output stream is counted among :mod:`runtime.audio_in`'s open PortAudio streams, so the
+The output stream is counted among :mod:`vcam.runtime.audio_in`'s open PortAudio streams, so the
 audio source never re-initialises PortAudio under it. A context manager; :meth:`close` is
 idempotent and removes the device.
 """
@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from runtime import audio_in
-from runtime.audio_ring import AudioRing
-from runtime.voice_delay import VoiceDelay
+from vcam.runtime import audio_in
+from vcam.runtime.audio_ring import AudioRing
+from vcam.runtime.voice_delay import VoiceDelay
 from vcam.sinks.mic_devices import MicNameTaken, MicUnavailable, OutputTarget, ensure_on_sink, make_device
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ BLOCK = 480  # 10 ms
 LATENCY_S = 0.03
 """Output buffer PortAudio is asked for. The delay is kept by timestamps, so the buffer costs
 no sync, but it must stay well under the delay (~120 ms) together with the capture's gaps
-(see :mod:`runtime.voice_delay`); at "low" (~20 ms) the stream underran on two loaded cores."""
+(see :mod:`vcam.runtime.voice_delay`); at "low" (~20 ms) the stream underran on two loaded cores."""
 PUBLISH_MS = 3.0
 """From the engine's hand-off of a frame to its arrival in the camera / pipe, measured from
 outside (``vcam bench --av-sync``); added to the engine's latency."""

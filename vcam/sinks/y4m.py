@@ -16,7 +16,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from runtime.errors import InputError
+from vcam.runtime.errors import InputError
 from vcam.sinks.yuv import I420Converter
 
 _FRAME = b"FRAME\n"

@@ -1,0 +1,907 @@
+"""The system-tray icon of the live webcam: status at a glance, emotion / photo / audio controls.
+
+:class:`TrayIcon` shows an icon with a menu built by `pystray <https://pypi.org/project/pystray/>`_
+(LGPL-3.0): a status line, *Emotion*, *Intensity*, *Portrait* (recent photos and *Open…*),
+*Audio*, *Pause lip sync*, *Preview*, *Microphone* (the virtual microphone on or off), *Voice
+offset* (a trim of its delay) and *Quit*. Choosing an item posts the matching
+:mod:`vcam.app.commands` command to the daemon's :class:`~vcam.app.commands.CommandInbox`; the tray never
+touches the engine. Check marks and the tooltip come from ``status_fn`` (the daemon's status
+dict), read by a timer thread every second; the menu is rebuilt only when what it shows changes.
+
+Backends (pystray's; ``PYSTRAY_BACKEND`` or the ``backend`` argument picks one):
+
+* Linux: ``appindicator`` (StatusNotifierItem over D-Bus; falls back to an XEmbed icon when no
+  watcher runs), ``gtk`` (XEmbed ``Gtk.StatusIcon``; X11 only) -- both need PyGObject and GTK 3;
+  ``xorg`` (python-xlib only) shows the icon **without a menu**: a click toggles the preview
+  (as a left click does on ``win32``; elsewhere either click opens the menu).
+  GNOME Shell shows neither kind without the *AppIndicator and KStatusNotifierItem* extension.
+* Windows: ``win32``. macOS: ``darwin`` -- must run on the main thread.
+
+*Open…* picks a photo without blocking the tray's loop: a GTK file chooser on the GTK backends,
+otherwise a chooser in a child process -- ``zenity`` or ``kdialog`` when installed (Linux),
+``osascript`` (macOS), else Tk's file dialog (``python -m vcam.app.tray --choose-photo``).
+
+Nothing is imported from pystray or PyGObject until a tray is asked for.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from vcam.runtime.channels import EMOTIONS
+from vcam.runtime.errors import DeviceError
+from vcam.app.commands import (
+    Command,
+    CommandInbox,
+    Quit,
+    SetAudio,
+    SetAvOffset,
+    SetEmotion,
+    SetIntensity,
+    SetMic,
+    SetPaused,
+    SetPhoto,
+    SetPreview,
+)
+
+log = logging.getLogger(__name__)
+
+NAME = "vcam"
+INTENSITIES: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
+REFRESH_S = 1.0
+MAX_RECENT = 8
+TOOLTIP_MAX = 127  # Windows' szTip holds 128 UTF-16 units, terminator included
+PHOTO_PATTERNS = ("*.jpg", "*.jpeg", "*.png", "*.webp", "*.bmp", "*.tif", "*.tiff")
+GTK_BACKENDS = ("appindicator", "gtk")
+CLICK_PREVIEW_BACKENDS = ("xorg", "win32")  # a (left) click on the icon toggles the preview
+
+# vcam's colours: an indigo camera with a warm face; grey while lip sync is paused.
+BODY = (67, 76, 214, 255)
+BODY_PAUSED = (128, 131, 145, 255)
+FACE = (255, 200, 87, 255)
+INK = (33, 30, 52, 255)
+
+_OUTPUT_CLOSED = ("closed", "closed by user", "off", "stopped")
+
+
+# -- what the tray shows: pure functions of a status dict --
+
+
+def _num(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _audio(status: dict) -> tuple[str | None, str | None]:
+    """(source, state) from ``status["audio"]`` (a dict, a bare source name, or missing)."""
+    audio = status.get("audio")
+    if isinstance(audio, dict):
+        source, state = audio.get("source"), audio.get("state")
+        return (str(source) if source else None), (str(state) if state else None)
+    if isinstance(audio, str) and audio:
+        return audio, None
+    return None, None
+
+
+def _outputs(status: dict) -> dict[str, str | None]:
+    """``{name: state}`` from ``status["outputs"]`` ({name: state} or {name: {"state": ...}})."""
+    outputs = status.get("outputs")
+    if not isinstance(outputs, dict):
+        return {}
+    return {str(k): (v.get("state") if isinstance(v, dict) else v if isinstance(v, str) else None)
+            for k, v in outputs.items()}
+
+
+def _dropped(status: dict) -> int | None:
+    """``status["dropped"]``, else the sum of the outputs' ``dropped`` counts."""
+    value = _num(status.get("dropped"))
+    if value is not None:
+        return int(value)
+    outputs = status.get("outputs")
+    if isinstance(outputs, dict):
+        counts = [_num(v.get("dropped")) for v in outputs.values() if isinstance(v, dict)]
+        counts = [c for c in counts if c is not None]
+        if counts:
+            return int(sum(counts))
+    return None
+
+
+def preview_shown(status: dict) -> bool:
+    """``status["preview"]`` when it is a bool, else whether a ``preview`` output is open."""
+    value = status.get("preview")
+    if isinstance(value, bool):
+        return value
+    state = _outputs(status).get("preview", "closed")
+    return state is None or str(state).lower() not in _OUTPUT_CLOSED
+
+
+def _expression(status: dict, paused_word: str) -> list[str] | None:
+    """``["happy 75%", paused_word?]`` from a status, or ``None`` before the daemon reports one."""
+    emotion = status.get("emotion")
+    if not isinstance(emotion, str) or not emotion:
+        return None
+    parts = [emotion]
+    intensity = _num(status.get("intensity"))
+    if intensity is not None:
+        parts[0] += f" {round(intensity * 100)}%"
+    if status.get("paused") is True:
+        parts.append(paused_word)
+    return parts
+
+
+def status_line(status: dict) -> str:
+    """The menu's first (disabled) line, coarse so it changes rarely: ``vcam: happy 75% · 30 fps``."""
+    parts = _expression(status, "lip sync paused")
+    if parts is None:
+        return f"{NAME}: starting…"
+    fps = _num(status.get("fps"))
+    if fps is not None:
+        parts.append(f"{fps:.0f} fps")
+    return f"{NAME}: " + " · ".join(parts)
+
+
+def mic_tooltip(status: dict) -> str | None:
+    """``mic 112 ms`` (running), ``mic 112 ms, 3 underruns``, ``mic off``, ``mic unavailable``."""
+    mic = status.get("mic")
+    if not isinstance(mic, dict):
+        return None
+    state = mic.get("state")
+    if state != "running":
+        return f"mic {state}" if state else None
+    delay = _num(mic.get("delay_ms"))
+    text = "mic" + (f" {delay:.0f} ms" if delay is not None else "")
+    under = mic.get("underruns")
+    if isinstance(under, int) and under:
+        text += f", {under} underruns"
+    return text
+
+
+def mic_on(status: dict) -> bool:
+    mic = status.get("mic")
+    return isinstance(mic, dict) and mic.get("state") not in (None, "off", "closed")
+
+
+MIC_OFFSETS_MS = (-40, -20, 0, 20, 40, 80)
+
+
+def tooltip(status: dict) -> str:
+    """The icon's title/tooltip: emotion, fps, latency p50, drops, audio; at most 127 characters."""
+    parts = _expression(status, "paused")
+    if parts is None:
+        return f"{NAME}: starting…"
+    fps = _num(status.get("fps"))
+    parts.append(f"{fps:.1f} fps" if fps is not None else "– fps")
+    latency = status.get("latency_ms")
+    p50 = _num(latency.get("p50")) if isinstance(latency, dict) else _num(latency)
+    if p50 is not None:
+        parts.append(f"p50 {p50:.0f} ms")
+    dropped = _dropped(status)
+    if dropped is not None:
+        parts.append(f"{dropped} dropped")
+    source, state = _audio(status)
+    if source:
+        parts.append(f"{source} {state}" if state else source)
+    mic = mic_tooltip(status)
+    if mic:
+        parts.append(mic)
+    failing = [f"{k} {v}" for k, v in _outputs(status).items()
+               if v and str(v).lower() not in ("ok", "open", "running", "live", "on", *_OUTPUT_CLOSED)]
+    parts.extend(failing)
+    text = f"{NAME}: " + " · ".join(parts)
+    return text if len(text) <= TOOLTIP_MAX else text[: TOOLTIP_MAX - 1] + "…"
+
+
+def _same_path(a: Any, b: Any) -> bool:
+    if not a or not b:
+        return False
+    try:
+        return os.path.normcase(os.path.abspath(str(a))) == os.path.normcase(os.path.abspath(str(b)))
+    except (TypeError, ValueError):
+        return False
+
+
+def photo_labels(paths: Sequence[str]) -> list[str]:
+    """Menu labels for photo paths: the file name, with its folder where two names clash."""
+    names = [Path(p).name or str(p) for p in paths]
+    return [f"{n} ({Path(p).parent.name or Path(p).parent})" if names.count(n) > 1 else n
+            for n, p in zip(names, paths, strict=True)]
+
+
+def draw_icon(size: int = 64, *, paused: bool = False):
+    """The tray glyph as a ``size`` x ``size`` RGBA Pillow image: a video camera whose body is a face."""
+    from PIL import Image, ImageDraw
+
+    s = 4 * size  # drawn 4x larger, then scaled down: smooth edges without anti-aliasing support
+
+    def box(x0: float, y0: float, x1: float, y1: float) -> tuple[int, int, int, int]:
+        return (round(x0 * s), round(y0 * s), round(x1 * s), round(y1 * s))
+
+    img = Image.new("RGBA", (s, s), (0, 0, 0, 0))
+    d = ImageDraw.Draw(img)
+    body = BODY_PAUSED if paused else BODY
+    d.rounded_rectangle(box(0.03, 0.18, 0.74, 0.82), radius=round(0.14 * s), fill=body)  # camera body
+    d.polygon([(0.70 * s, 0.50 * s), (0.97 * s, 0.26 * s), (0.97 * s, 0.74 * s)], fill=body)  # lens cone
+    d.ellipse(box(0.13, 0.25, 0.63, 0.75), fill=FACE)  # the face
+    d.ellipse(box(0.255, 0.38, 0.325, 0.46), fill=INK)  # eyes
+    d.ellipse(box(0.435, 0.38, 0.505, 0.46), fill=INK)
+    if paused:  # a closed, level mouth
+        d.rounded_rectangle(box(0.27, 0.57, 0.49, 0.62), radius=round(0.02 * s), fill=INK)
+    else:  # a smile
+        d.arc(box(0.25, 0.42, 0.51, 0.66), start=20, end=160, fill=INK, width=max(1, round(0.045 * s)))
+    return img.resize((size, size), Image.LANCZOS)
+
+
+# -- pystray, loaded lazily --
+
+_IMPORT_LOCK = threading.Lock()
+
+
+def _pystray():
+    """The ``pystray`` package (for ``Menu`` / ``MenuItem``), imported without its own backend pick.
+
+    ``import pystray`` chooses a backend at import time and fails outright where that one
+    cannot load (no display, no typelib); importing it with the always-importable ``dummy``
+    backend and loading the real one with :func:`_load_backend` keeps that choice ours.
+    """
+    with _IMPORT_LOCK:
+        if "pystray" in sys.modules:
+            return sys.modules["pystray"]
+        saved = os.environ.get("PYSTRAY_BACKEND")
+        os.environ["PYSTRAY_BACKEND"] = "dummy"
+        try:
+            import pystray
+        except ImportError as e:
+            raise DeviceError(f"no system tray: pystray is not installed ({e}); pip install pystray") from None
+        finally:
+            if saved is None:
+                os.environ.pop("PYSTRAY_BACKEND", None)
+            else:
+                os.environ["PYSTRAY_BACKEND"] = saved
+        return pystray
+
+
+def _candidates(backend: str | None) -> list[str]:
+    if backend:
+        return [backend]
+    chosen = os.environ.get("PYSTRAY_BACKEND")
+    if chosen:
+        return [chosen]
+    if sys.platform == "darwin":
+        return ["darwin"]
+    if sys.platform == "win32":
+        return ["win32"]
+    if not _session_bus_likely():  # no StatusNotifierItem without D-Bus: spare appindicator's warnings
+        return ["gtk", "appindicator", "xorg"]
+    return ["appindicator", "gtk", "xorg"]
+
+
+def _session_bus_likely() -> bool:
+    """Whether a D-Bus session bus is advertised (``$DBUS_SESSION_BUS_ADDRESS`` or ``$XDG_RUNTIME_DIR/bus``)."""
+    if os.environ.get("DBUS_SESSION_BUS_ADDRESS"):
+        return True
+    runtime_dir = os.environ.get("XDG_RUNTIME_DIR")
+    return bool(runtime_dir) and os.path.exists(os.path.join(runtime_dir, "bus"))
+
+
+def _load_backend(backend: str | None = None) -> tuple[str, type]:
+    """``(name, pystray Icon class)`` of the first backend that loads; ``DeviceError`` if none does."""
+    import importlib
+
+    _pystray()
+    errors = []
+    for name in _candidates(backend):
+        if name not in ("appindicator", "gtk", "xorg", "win32", "darwin"):
+            raise DeviceError(f"no system tray: unknown pystray backend {name!r} "
+                              "(known: appindicator, gtk, xorg, win32, darwin)")
+        try:
+            module = importlib.import_module(f"pystray._{name}")
+        except Exception as e:  # noqa: BLE001 - ImportError, gi's ValueError, Xlib's DisplayNameError...
+            errors.append(f"{name}: {_oneline(e)}")
+            continue
+        return name, module.Icon
+    raise DeviceError("no system tray: " + "; ".join(errors))
+
+
+def _oneline(e: BaseException) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if len(text) <= 200 else text[:199] + "…"
+
+
+class _NullNotifier:
+    """Stands in for pystray's D-Bus notifier: vcam shows no notifications, and pystray's fails
+    ``stop`` where no notification service runs and ``run`` where no session bus does."""
+
+    def notify(self, *args: Any) -> None:
+        pass
+
+    def hide(self) -> None:
+        pass
+
+
+def _icon_class(backend: str, base: type) -> type:
+    """``base`` with vcam's changes for the GTK backends: the menu on a left click too, a tooltip,
+    no D-Bus notifier, and SIGINT left alone (pystray sets it to kill the process outright)."""
+    if backend not in GTK_BACKENDS:
+        return base
+    from gi.repository import GLib, Gtk
+
+    class _Icon(base):
+        def _initialize(self) -> None:
+            self._notifier = _NullNotifier()
+            self._mark_ready()
+
+        def _on_status_icon_activate(self, status_icon: Any) -> None:
+            # gtk backend, left click: the menu, as on appindicator (pystray: the default item)
+            self._on_status_icon_popup_menu(status_icon, 1, Gtk.get_current_event_time())
+
+        def _update_title(self) -> None:
+            super()._update_title()
+            status_icon = getattr(self, "_status_icon", None)  # the gtk backend's Gtk.StatusIcon
+            if status_icon is not None:
+                GLib.idle_add(status_icon.set_tooltip_text, self.title)
+
+    return _Icon
+
+
+# -- a tray host? --
+
+
+def _x_tray_host() -> bool | None:
+    """Whether an XEmbed system tray owns ``_NET_SYSTEM_TRAY_S<screen>``; ``None``: cannot tell."""
+    try:
+        import Xlib.display
+
+        display = Xlib.display.Display()
+        try:
+            atom = display.intern_atom(f"_NET_SYSTEM_TRAY_S{display.get_default_screen()}")
+            return display.get_selection_owner(atom) != 0
+        finally:
+            display.close()
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _sni_host() -> bool | None:
+    """Whether a StatusNotifierWatcher runs on the D-Bus session bus; ``None``: cannot tell."""
+    try:
+        from gi.repository import Gio, GLib
+
+        bus = Gio.bus_get_sync(Gio.BusType.SESSION, None)
+        reply = bus.call_sync("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
+                              "NameHasOwner", GLib.Variant("(s)", ("org.kde.StatusNotifierWatcher",)),
+                              GLib.VariantType("(b)"), Gio.DBusCallFlags.NONE, 500, None)
+        return bool(reply.unpack()[0])
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _chooser_command(start_dir: str | None) -> list[str]:
+    """The command line of a file chooser that prints the chosen path (exit status 0) or nothing."""
+    title = "vcam: choose a portrait photo"
+    start = (start_dir or str(Path.home())).rstrip(os.sep) + os.sep
+    if sys.platform == "darwin" and shutil.which("osascript"):
+        return ["osascript", "-e", f'POSIX path of (choose file with prompt "{title}" of type {{"public.image"}})']
+    if sys.platform.startswith("linux") or "bsd" in sys.platform:
+        if shutil.which("zenity"):
+            return ["zenity", "--file-selection", f"--title={title}", f"--filename={start}",
+                    "--file-filter=Images | " + " ".join(PHOTO_PATTERNS), "--file-filter=All files | *"]
+        if shutil.which("kdialog"):
+            return ["kdialog", "--title", title, "--getopenfilename", start,
+                    " ".join(PHOTO_PATTERNS) + "|Images"]
+    return [sys.executable, "-m", "vcam.app.tray", "--choose-photo", start]
+
+
+# -- the tray --
+
+
+class TrayIcon:
+    """The live daemon's tray icon and menu. Producers' side only: it posts commands to ``inbox``.
+
+    ``status_fn`` returns the daemon's status dict (``emotion``, ``intensity``, ``paused``,
+    ``photo``, ``audio`` {"source", "state"}, ``fps``, ``latency_ms`` {"p50", "p95"},
+    ``dropped``, ``outputs``; missing keys are fine); ``photos_fn`` the recent photo paths,
+    newest first. Both are called from the tray's timer thread about once a second, so they
+    must be cheap and thread-safe. ``backend`` picks a pystray backend (default:
+    ``$PYSTRAY_BACKEND``, else pystray's order for the platform).
+
+    :meth:`run` blocks (on the main thread: macOS requires it, GTK prefers it) until
+    :meth:`stop`, :meth:`close` or the menu's *Quit* (which posts :class:`Quit` first).
+    Single use: a stopped tray does not run again.
+    """
+
+    def __init__(
+        self,
+        inbox: CommandInbox,
+        status_fn: Callable[[], dict],
+        *,
+        photos_fn: Callable[[], list[str]],
+        audio_sources: Sequence[str] = ("mic", "system"),
+        backend: str | None = None,
+    ) -> None:
+        self.inbox = inbox
+        self._status_fn = status_fn
+        self._photos_fn = photos_fn
+        self.audio_sources = tuple(audio_sources)
+        self.backend_request = backend
+        self.backend: str | None = None  # the pystray backend in use, once run() loaded one
+        self._status: dict = {}
+        self._photos: list[str] = []
+        self._lock = threading.Lock()
+        self._stop_event = threading.Event()
+        self._running = threading.Event()
+        self._setup_began = threading.Event()
+        self._icon_stopped = False
+        self._closed = False
+        self._icon: Any = None
+        self._timer: threading.Thread | None = None
+        self._shower: threading.Thread | None = None
+        self._menu_key: Any = None
+        self._chooser: subprocess.Popen | None = None
+        self._dialog: Any = None
+
+    # -- can a tray be shown here? --
+
+    @staticmethod
+    def available(backend: str | None = None) -> tuple[bool, str | None]:
+        """``(True, None)`` when a tray icon with a menu can be shown; ``(False, why)`` when none can;
+        ``(True, warning)`` when one can, with a catch (no menu, no tray host seen). One line each."""
+        if sys.platform not in ("win32", "darwin"):
+            if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+                return False, "no display (DISPLAY is not set)"
+        try:
+            name, _ = _load_backend(backend)
+        except DeviceError as e:
+            return False, str(e)
+        if sys.platform in ("win32", "darwin"):
+            return True, None
+        if name == "xorg":
+            note = ("the tray icon has no menu (pystray's xorg backend; a click toggles the preview): "
+                    "install PyGObject and GTK 3 for one")
+            return True, note if _x_tray_host() is not False else note + "; and no system tray is running"
+        hosts = [_sni_host()] if name == "appindicator" else []
+        if os.environ.get("DISPLAY"):
+            hosts.append(_x_tray_host())
+        if hosts and not any(hosts) and None not in hosts:
+            return True, ("no system tray is running, so the icon will not show "
+                          "(on GNOME, install the AppIndicator extension)")
+        return True, None
+
+    # -- the menu --
+
+    def refresh(self) -> dict:
+        """Read ``status_fn`` and ``photos_fn`` now (the timer does this every second); the status."""
+        try:
+            status = self._status_fn()
+            status = dict(status) if isinstance(status, dict) else {}
+        except Exception as e:  # noqa: BLE001 - a failing status must not take the tray down
+            log.debug("tray: status failed: %s", e)
+            status = self._status
+        try:
+            photos = [str(p) for p in (self._photos_fn() or [])][:MAX_RECENT]
+        except Exception as e:  # noqa: BLE001
+            log.debug("tray: recent photos failed: %s", e)
+            photos = self._photos
+        self._status, self._photos = status, photos
+        return status
+
+    def menu(self):
+        """The pystray ``Menu``; items read the last :meth:`refresh` when a backend builds it."""
+        pystray = _pystray()
+        Item, Menu = pystray.MenuItem, pystray.Menu
+        return Menu(
+            Item(lambda _item: status_line(self._status), None, enabled=False),
+            Menu.SEPARATOR,
+            Item("Emotion", Menu(*[
+                Item(name.capitalize(), self._poster(SetEmotion(name)), radio=True,
+                     checked=functools.partial(self._emotion_is, name))
+                for name in EMOTIONS])),
+            Item("Intensity", Menu(*[
+                Item(f"{round(v * 100)}%", self._poster(SetIntensity(v)), radio=True,
+                     checked=functools.partial(self._intensity_is, v))
+                for v in INTENSITIES])),
+            Item("Portrait", Menu(self._portrait_items)),
+            Item("Audio", Menu(self._audio_items)),
+            Menu.SEPARATOR,
+            Item("Pause lip sync", self._on_pause, checked=lambda _item: self._status.get("paused") is True),
+            Item("Preview", self._on_preview, checked=lambda _item: preview_shown(self._status),
+                 default=lambda _item: self.backend in CLICK_PREVIEW_BACKENDS),
+            Item("Microphone", self._on_mic, checked=lambda _item: mic_on(self._status)),
+            Item("Voice offset", Menu(*[
+                Item(f"{ms:+d} ms" if ms else "0 ms (measured delay)", self._poster(SetAvOffset(float(ms))),
+                     radio=True, checked=functools.partial(self._offset_is, ms))
+                for ms in MIC_OFFSETS_MS])),
+            Menu.SEPARATOR,
+            Item("Quit", self._on_quit),
+        )
+
+    def _emotion_is(self, name: str, _item: Any) -> bool:
+        return self._status.get("emotion") == name
+
+    def _offset_is(self, ms: int, _item: Any) -> bool:
+        mic = self._status.get("mic")
+        current = _num(mic.get("offset_ms")) if isinstance(mic, dict) else None
+        return current is not None and abs(current - ms) < 0.5
+
+    def _on_mic(self) -> None:
+        self.inbox.post(SetMic(not mic_on(self._status)))
+
+    def _intensity_is(self, value: float, _item: Any) -> bool:
+        current = _num(self._status.get("intensity"))
+        return current is not None and abs(current - value) < 0.125  # the nearest step
+
+    def _portrait_items(self):
+        pystray = _pystray()
+        Item = pystray.MenuItem
+        photos = list(self._photos)
+        current = self._status.get("photo")
+        items = [Item(label, self._poster(SetPhoto(path)), radio=True,
+                      checked=functools.partial(lambda path, _item: _same_path(path, self._status.get("photo")), path))
+                 for label, path in zip(photo_labels(photos), photos, strict=True)]
+        if current and not any(_same_path(current, p) for p in photos):
+            items.insert(0, Item(Path(str(current)).name, None, checked=lambda _item: True, radio=True, enabled=False))
+        if not items:
+            items.append(Item("No recent photos", None, enabled=False))
+        items += [pystray.Menu.SEPARATOR, Item("Open…", self._on_open_photo)]
+        return items
+
+    def _audio_items(self):
+        Item = _pystray().MenuItem
+        current, _state = _audio(self._status)
+        sources = list(self.audio_sources)
+        if current and current not in sources:
+            sources.append(current)
+        return [Item(source.capitalize() if source in ("mic", "system") else source,
+                     self._poster(SetAudio(source)), radio=True,
+                     checked=functools.partial(lambda s, _item: _audio(self._status)[0] == s, source))
+                for source in sources]
+
+    def _menu_state(self) -> tuple:
+        """Everything the menu shows; it is rebuilt when this changes."""
+        s = self._status
+        return (status_line(s), s.get("emotion"), _num(s.get("intensity")), s.get("paused") is True,
+                str(s.get("photo")), _audio(s)[0], preview_shown(s), tuple(self._photos), mic_on(s),
+                _num((s.get("mic") or {}).get("offset_ms")) if isinstance(s.get("mic"), dict) else None)
+
+    # -- actions (pystray calls them on its loop's thread) --
+
+    def _poster(self, command: Command) -> Callable[[], None]:
+        def post() -> None:
+            self.inbox.post(command)
+
+        post.__name__ = f"post_{type(command).__name__}"
+        return post
+
+    def _on_pause(self) -> None:
+        paused = self._status.get("paused")
+        self.inbox.post(SetPaused(not paused if isinstance(paused, bool) else None))
+
+    def _on_preview(self) -> None:
+        shown = self._status.get("preview")
+        if not isinstance(shown, bool) and not isinstance(self._status.get("outputs"), dict):
+            self.inbox.post(SetPreview(None))  # nothing known: toggle
+        else:
+            self.inbox.post(SetPreview(not preview_shown(self._status)))
+
+    def _on_quit(self) -> None:
+        self.inbox.post(Quit())
+        self.stop()
+
+    def _on_open_photo(self) -> None:
+        start = None
+        for candidate in (self._status.get("photo"), *self._photos):
+            if candidate and Path(str(candidate)).parent.is_dir():
+                start = str(Path(str(candidate)).parent)
+                break
+        if self.backend in GTK_BACKENDS:
+            try:
+                self._gtk_choose(start)
+                return
+            except Exception as e:  # noqa: BLE001 - fall back to a chooser in a child process
+                log.warning("tray: GTK file chooser failed (%s); trying another", _oneline(e))
+        with self._lock:
+            if self._chooser is not None and self._chooser.poll() is None:
+                return  # one is open already
+        threading.Thread(target=self._run_chooser, args=(_chooser_command(start),),
+                         name="vcam-tray-chooser", daemon=True).start()
+
+    def _gtk_choose(self, start_dir: str | None) -> None:
+        """A non-modal GTK file chooser, on the GTK loop's thread (where menu actions run)."""
+        import gi
+
+        gi.require_version("Gtk", "3.0")
+        from gi.repository import Gtk
+
+        if self._dialog is not None:
+            self._dialog.present()
+            return
+        dialog = Gtk.FileChooserDialog(title="vcam: choose a portrait photo", action=Gtk.FileChooserAction.OPEN)
+        dialog.add_buttons("_Cancel", Gtk.ResponseType.CANCEL, "_Open", Gtk.ResponseType.ACCEPT)
+        dialog.set_default_response(Gtk.ResponseType.ACCEPT)
+        images = Gtk.FileFilter()
+        images.set_name("Images")
+        images.add_mime_type("image/*")
+        for pattern in PHOTO_PATTERNS:
+            images.add_pattern(pattern)
+            images.add_pattern(pattern.upper())
+        dialog.add_filter(images)
+        if start_dir:
+            dialog.set_current_folder(start_dir)
+
+        def on_response(d: Any, response: int) -> None:
+            path = d.get_filename() if response == Gtk.ResponseType.ACCEPT else None
+            d.destroy()
+            self._dialog = None
+            if path:
+                self.inbox.post(SetPhoto(path))
+
+        dialog.connect("response", on_response)
+        self._dialog = dialog
+        dialog.show()
+        dialog.present()
+
+    def _run_chooser(self, argv: list[str]) -> None:
+        """Run a chooser process; post :class:`SetPhoto` for the path it prints (thread body)."""
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
+        except OSError as e:
+            log.warning("tray: cannot open a file chooser (%s): %s", argv[0], e)
+            return
+        with self._lock:
+            self._chooser = proc
+        out, err = proc.communicate()
+        with self._lock:
+            self._chooser = None
+        lines = [line.strip() for line in (out or "").splitlines() if line.strip()]
+        if proc.returncode == 0 and lines and not self._stop_event.is_set():
+            self.inbox.post(SetPhoto(lines[-1]))
+        elif proc.returncode not in (0, 1, -15):  # 1: cancelled (zenity, kdialog, osascript, ours)
+            log.warning("tray: file chooser failed (exit %s): %s", proc.returncode,
+                        _oneline(Exception(err or "")) or "no message")
+
+    # -- running --
+
+    def wait_running(self, timeout_s: float | None = None) -> bool:
+        """Block until :meth:`run` shows the icon (``True``) or ``timeout_s`` passes (``False``)."""
+        return self._running.wait(timeout_s)
+
+    @property
+    def running(self) -> bool:
+        return self._running.is_set() and not self._stop_event.is_set()
+
+    def run(self) -> None:
+        """Show the icon and handle it until :meth:`stop` / :meth:`close` / *Quit*; ``DeviceError``
+        when no tray can be shown. On the main thread, Ctrl+C (SIGINT with Python's default
+        handler) stops it and raises ``KeyboardInterrupt`` as usual."""
+        if self._stop_event.is_set():
+            return
+        is_main = threading.current_thread() is threading.main_thread()
+        if sys.platform == "darwin" and not is_main:
+            raise DeviceError("no system tray: on macOS the tray must run on the main thread")
+        ok, why = self.available(self.backend_request)
+        if not ok:
+            raise DeviceError(why if why and why.startswith("no system tray") else f"no system tray: {why}")
+        if why:
+            log.warning("tray: %s", why)
+        name, base = _load_backend(self.backend_request)
+        self.backend = name
+        self.refresh()
+        try:
+            cls = _icon_class(name, base)
+            icon = cls(NAME, draw_icon(64, paused=self._status.get("paused") is True), self._title(),
+                       menu=self.menu())
+        except Exception as e:  # noqa: BLE001
+            raise DeviceError(f"no system tray ({name}): {_oneline(e)}") from None
+        self._menu_key = self._menu_state()
+        with self._lock:
+            if self._stop_event.is_set():
+                return
+            self._icon = icon
+
+        interrupted = []
+        previous = None
+        if is_main and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            def on_sigint(signum: int, frame: Any) -> None:
+                interrupted.append(signum)
+                self.stop()
+
+            previous = signal.signal(signal.SIGINT, on_sigint)
+        try:
+            if name == "xorg":
+                self._run_detached(icon)
+            else:
+                icon.run(setup=self._setup)
+        except Exception as e:  # noqa: BLE001
+            raise DeviceError(f"system tray ({name}) failed: {_oneline(e)}") from None
+        finally:
+            self._stop_event.set()
+            self._running.clear()
+            if not self._setup_began.is_set():
+                try:
+                    icon._mark_ready()  # the loop died before starting: let pystray's setup thread end
+                except Exception:  # noqa: BLE001
+                    pass
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+            if self._timer is not None:
+                self._timer.join(2 * REFRESH_S)
+            self._finish_chooser(on_loop_thread=True)
+            with self._lock:
+                self._icon = None
+        if interrupted:
+            raise KeyboardInterrupt
+
+    def _run_detached(self, icon: Any) -> None:
+        """pystray's loop on a daemon thread, this one waiting for :meth:`stop`.
+
+        For the xorg backend, whose loop and cross-thread calls (python-xlib) can deadlock
+        under load: however it ends, ``run`` returns and no thread is left to block exit.
+        """
+        errors: list[BaseException] = []
+
+        def loop() -> None:
+            try:
+                icon.run(setup=self._setup)
+            except BaseException as e:  # noqa: BLE001 - handed to run()
+                errors.append(e)
+            finally:
+                self._stop_event.set()
+
+        thread = threading.Thread(target=loop, name="vcam-tray-loop", daemon=True)
+        thread.start()
+        while not self._stop_event.wait(0.5):
+            pass
+        if self._shower is not None:
+            self._shower.join(2.0)  # one call into pystray's xorg loop at a time: they share a reply queue
+        self._stop_icon(icon)
+        thread.join(2.0)
+        icon._running = False  # else pystray's Icon.__del__ waits for the (gone) loop to stop it, forever
+        if errors:
+            raise errors[0]
+
+    def _stop_icon(self, icon: Any) -> None:
+        """``icon.stop()``, once; on the xorg backend from a daemon thread, as it may never return."""
+        with self._lock:
+            if self._icon_stopped or not getattr(icon, "_running", True):
+                return  # stopped already, or its loop has not started: then _setup stops it
+            self._icon_stopped = True
+
+        def stop() -> None:
+            try:
+                icon.stop()  # a no-op until the loop runs: _setup checks the event then
+            except Exception as e:  # noqa: BLE001
+                log.debug("tray: stop: %s", e)
+
+        if self.backend == "xorg":
+            threading.Thread(target=stop, name="vcam-tray-stop", daemon=True).start()
+        else:
+            stop()
+
+    def _setup(self, icon: Any) -> None:
+        """pystray's setup callback (its own thread, once the loop runs): show, then start the timer."""
+        self._setup_began.set()
+        if self._stop_event.is_set():
+            self._stop_icon(icon)
+            return
+        if self.backend == "xorg":  # showing waits on the loop's thread: not on pystray's (non-daemon) one
+            shower = threading.Thread(target=self._show, args=(icon,), name="vcam-tray-show", daemon=True)
+            shower.start()
+            self._shower = shower
+        else:
+            self._show(icon)
+
+    def _show(self, icon: Any) -> None:
+        icon.visible = True
+        if self.backend == "gtk":
+            icon._update_title()  # the tooltip, which pystray sets only on later title changes
+        self._running.set()
+        timer = threading.Thread(target=self._tick, args=(icon,), name="vcam-tray-status", daemon=True)
+        timer.start()
+        self._timer = timer
+        if self._stop_event.is_set():  # stop() came while the loop was starting
+            self._stop_icon(icon)
+
+    def _title(self) -> str:
+        text = tooltip(self._status)
+        if self.backend == "xorg":  # its window title is Latin-1
+            text = text.replace("…", "...").replace("–", "-").encode("latin-1", "replace").decode("latin-1")
+        return text
+
+    def _tick(self, icon: Any) -> None:
+        paused = self._status.get("paused") is True
+        while not self._stop_event.wait(REFRESH_S):
+            try:
+                self.refresh()
+                icon.title = self._title()
+                key = self._menu_state()
+                if key != self._menu_key:
+                    self._menu_key = key
+                    icon.update_menu()
+                if (self._status.get("paused") is True) != paused:
+                    paused = not paused
+                    icon.icon = draw_icon(64, paused=paused)
+            except Exception as e:  # noqa: BLE001 - keep ticking
+                log.debug("tray: refresh failed: %s", e)
+
+    def stop(self) -> None:
+        """Make :meth:`run` return (any thread, signal handlers included; idempotent)."""
+        self._stop_event.set()
+        with self._lock:
+            icon = self._icon
+        if icon is not None and self.backend != "xorg":  # xorg: run() stops it, waking within 0.5 s
+            self._stop_icon(icon)
+
+    def close(self) -> None:
+        """Stop and drop any open file chooser. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self.stop()
+        self._finish_chooser()
+
+    def _finish_chooser(self, on_loop_thread: bool = False) -> None:
+        with self._lock:
+            proc = self._chooser
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+        dialog, self._dialog = self._dialog, None
+        if dialog is not None:
+            try:
+                if on_loop_thread:  # the GTK loop has ended: no idle callback would run
+                    dialog.destroy()
+                else:
+                    from gi.repository import GLib
+
+                    GLib.idle_add(dialog.destroy)
+            except Exception:  # noqa: BLE001
+                pass
+
+    def __enter__(self) -> TrayIcon:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# -- python -m vcam.app.tray --choose-photo [DIR]: Tk's file dialog in its own process --
+
+
+def _choose_photo_main(argv: list[str]) -> int:
+    """Print the photo chosen in a Tk file dialog; exit 1 when cancelled, 2 without Tk."""
+    start = argv[0] if argv else str(Path.home())
+    try:
+        import tkinter
+        from tkinter import filedialog
+    except ImportError as e:
+        print(f"no file dialog: tkinter is missing ({e}); install python3-tk, zenity or kdialog", file=sys.stderr)
+        return 2
+    try:
+        root = tkinter.Tk()
+    except tkinter.TclError as e:
+        print(f"no file dialog: {e}", file=sys.stderr)
+        return 2
+    root.withdraw()
+    path = filedialog.askopenfilename(
+        parent=root, title="vcam: choose a portrait photo", initialdir=start,
+        filetypes=[("Images", " ".join(PHOTO_PATTERNS)), ("All files", "*")])
+    root.destroy()
+    if not path:
+        return 1
+    print(path, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--choose-photo"]:
+        sys.exit(_choose_photo_main(sys.argv[2:]))
+    print("usage: python -m vcam.app.tray --choose-photo [DIR]", file=sys.stderr)
+    sys.exit(2)
