@@ -1,4 +1,5 @@
-"""Global hotkeys: real pynput on an X display (Xvfb), keys typed with xdotool."""
+"""Global hotkeys: the real X11 listener (python-xlib key grabs) on an X display (Xvfb), keys typed
+with xdotool."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ DEFAULTS = HotkeysConfig(
     pause="<ctrl>+<alt>+0",
 )
 
-linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pynput's X backend is Linux's")
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the X11 listener is Linux's")
 
 
 def _next(inbox: CommandInbox, timeout_s: float = 2.0) -> list:
@@ -35,10 +36,10 @@ def _next(inbox: CommandInbox, timeout_s: float = 2.0) -> list:
     return inbox.drain()
 
 
-def _pynput_threads() -> list[threading.Thread]:
-    from pynput import keyboard
+def _listener_threads() -> list[threading.Thread]:
+    from vcam.app.hotkeys_x11 import X11HotKeys
 
-    return [t for t in threading.enumerate() if isinstance(t, keyboard.Listener) and t.is_alive()]
+    return [t for t in threading.enumerate() if isinstance(t, X11HotKeys) and t.is_alive()]
 
 
 # -- bindings: no display needed --
@@ -98,12 +99,11 @@ def test_x_server_refusing_leaves_hotkeys_off(monkeypatch, caplog):
     assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
 
 
-def test_pynput_without_backend_leaves_hotkeys_off(x_env, monkeypatch, caplog):
-    monkeypatch.setitem(sys.modules, "pynput.keyboard", None)  # import fails like a missing backend
-    monkeypatch.delitem(sys.modules, "pynput", raising=False)
+def test_x11_without_python_xlib_leaves_hotkeys_off(x_env, monkeypatch, caplog):
+    monkeypatch.setitem(sys.modules, "Xlib.display", None)  # import fails like a missing package
     with caplog.at_level(logging.WARNING, logger="vcam.app.hotkeys"), HotkeyListener(DEFAULTS, CommandInbox()) as hk:
         assert not hk.active
-        assert "pynput could not load" in hk.reason
+        assert "python-xlib is missing" in hk.reason
     assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
 
 
@@ -149,20 +149,20 @@ def test_close_stops_the_listener_thread_and_is_idempotent(x_env):
     inbox = CommandInbox()
     hk = HotkeyListener(DEFAULTS, inbox)
     hk.start()
-    assert hk.active and len(_pynput_threads()) == 1
+    assert hk.active and len(_listener_threads()) == 1
     xdotool(x_env, "key", "ctrl+alt+1")
     assert _next(inbox) == [SetEmotion("neutral")]
     t0 = time.monotonic()
     hk.close()
     assert time.monotonic() - t0 < 1.0
-    assert not hk.active and _pynput_threads() == []
+    assert not hk.active and _listener_threads() == []
     hk.close()
     xdotool(x_env, "key", "ctrl+alt+2")
     assert _next(inbox, 0.3) == []
 
 
-def test_a_key_name_pynput_does_not_know_is_a_config_error(x_env):
+def test_an_unknown_key_name_is_a_config_error(x_env):
     config = dataclasses.replace(DEFAULTS, angry="<ctrl>+<hyperdrive>+4")
     with pytest.raises(ConfigError, match=r"\[hotkeys\] angry: expected .* got '<ctrl>\+<hyperdrive>\+4'"):
         HotkeyListener(config, CommandInbox()).start()
-    assert _pynput_threads() == []
+    assert _listener_threads() == []

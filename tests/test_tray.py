@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,7 @@ from vcam.app.commands import (
     SetPhoto,
     SetPreview,
 )
+from vcam.app.desktop import Autostart
 from vcam.app.tray import TrayIcon, draw_icon, photo_labels, status_line, tooltip
 
 if importlib.util.find_spec("pystray") is None:  # not importorskip: importing pystray picks a backend
@@ -54,10 +56,12 @@ class _Status:
         return self.value
 
 
-def _tray(status: dict | None = None, photos=PHOTOS) -> tuple[TrayIcon, CommandInbox, _Status]:
+def _tray(status: dict | None = None, photos=PHOTOS, autostart=None) -> tuple[TrayIcon, CommandInbox, _Status]:
     inbox = CommandInbox()
     fn = _Status(STATUS if status is None else status)
-    tray = TrayIcon(inbox, fn, photos_fn=lambda: list(photos))
+    if autostart is None:  # never the real user's login items
+        autostart = Autostart(platform="linux", folder=Path(tempfile.mkdtemp(prefix="vcam-autostart-")))
+    tray = TrayIcon(inbox, fn, photos_fn=lambda: list(photos), autostart=autostart)
     tray.refresh()
     return tray, inbox, fn
 
@@ -107,7 +111,8 @@ def test_menu_structure():
     menu = tray.menu()
     top = _items(menu)
     assert [i.text for i in top] == ["vcam: happy 75% · 30 fps", "Emotion", "Intensity", "Portrait", "Audio",
-                                     "Pause lip sync", "Preview", "Microphone", "Voice offset", "Quit"]
+                                     "Pause lip sync", "Preview", "Microphone", "Voice offset", "Start at login",
+                                     "Quit"]
     assert not top[0].enabled  # the status line
     assert [i.text for i in _items(_find(menu, "Emotion").submenu)] == [e.capitalize() for e in EMOTIONS]
     assert [i.text for i in _items(_find(menu, "Intensity").submenu)] == ["25%", "50%", "75%", "100%"]
@@ -180,6 +185,19 @@ def test_menu_items_post_commands():
                              SetAudio("system"), SetPaused(True), SetPreview(False)]
     _click(_find(menu, "Quit"))
     assert inbox.drain() == [Quit()]
+
+
+def test_start_at_login_toggles_the_xdg_autostart_entry(tmp_path):
+    autostart = Autostart(platform="linux", folder=tmp_path / "autostart")
+    tray, inbox, _ = _tray(autostart=autostart)
+    assert _find(tray.menu(), "Start at login").checked is False
+    _click(_find(tray.menu(), "Start at login"))
+    entry = tmp_path / "autostart" / "vcam.desktop"
+    assert entry.is_file() and "-m vcam run" in entry.read_text()
+    assert _find(tray.menu(), "Start at login").checked is True
+    _click(_find(tray.menu(), "Start at login"))
+    assert not entry.exists() and _find(tray.menu(), "Start at login").checked is False
+    assert inbox.drain() == []  # a setting of the desktop, not a command to the daemon
 
 
 def test_pause_and_preview_toggle_when_the_state_is_unknown():

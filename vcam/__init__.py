@@ -1,3 +1,3 @@
 """vcam: a real-time talking portrait that shows up as a webcam (the app: CLI, daemon, sinks)."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -218,6 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="videos (mp4, mkv, webm, mov, y4m) or pictures (png, jpg, webp)")
     verify.add_argument("--json", action="store_true", help="print one JSON object per file, as a list")
     verify.set_defaults(run=_verify, subparser=verify)
+
+    from vcam.app import cli_setup
+
+    cli_setup.add_parsers(sub, common)
     return parser
 
 

@@ -32,7 +32,6 @@ import secrets
 import selectors
 import socket
 import stat
-import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -75,14 +74,10 @@ class Address:
 
 
 def default_dir() -> Path:
-    """The per-user directory of the control socket / token file."""
-    if os.name == "nt":
-        base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
-        return Path(base) / "vcam"
-    runtime_dir = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime_dir:
-        return Path(runtime_dir) / "vcam"
-    return Path(tempfile.gettempdir()) / f"vcam-{os.geteuid()}"
+    """The per-user directory of the control socket / token file (:func:`vcam.userdirs.runtime_dir`)."""
+    from vcam.userdirs import runtime_dir
+
+    return runtime_dir()
 
 
 def default_address() -> str:

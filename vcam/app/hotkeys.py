@@ -1,15 +1,16 @@
 """Global hotkeys of the live daemon: key combinations from ``[hotkeys]`` post commands.
 
-:class:`HotkeyListener` listens with ``pynput.keyboard.GlobalHotKeys`` on pynput's own
-thread; its callbacks do nothing but :meth:`CommandInbox.post`. Where global hotkeys cannot
-work (a Wayland session without X11, no display, an X server that refuses us, pynput
+:class:`HotkeyListener` listens on X11 (Linux, the BSDs) with passive key grabs through
+python-xlib (:mod:`vcam.app.hotkeys_x11`: pynput needs evdev there, which has no binary
+wheel), and on Windows and macOS with ``pynput.keyboard.GlobalHotKeys``; either way on its
+own thread, and its callbacks do nothing but :meth:`CommandInbox.post`. Where global hotkeys
+cannot work (a Wayland session without X11, no display, an X server that refuses us, pynput
 without a backend, macOS without the Accessibility permission) the listener stays off,
 logs one warning saying why and what to use instead, and reports it in :attr:`active`
 and :attr:`reason`; it never raises for that. Only a bad ``[hotkeys]`` table raises
 (``ConfigError``).
 
-pynput is imported in :meth:`HotkeyListener.start`, never at import time: its X backend
-connects to ``$DISPLAY`` when imported.
+pynput and python-xlib are imported in :meth:`HotkeyListener.start`, never at import time.
 """
 
 from __future__ import annotations
@@ -117,7 +118,7 @@ class HotkeyListener:
 
     def start(self) -> None:
         """Begin listening. Never raises for a platform that cannot listen (see :attr:`reason`);
-        raises ``ConfigError`` for a combination pynput cannot parse."""
+        raises ``ConfigError`` for a combination that cannot be parsed."""
         if self._closed:
             raise RuntimeError("HotkeyListener.start() after close(): expected a new HotkeyListener")
         if self._listener is not None or self._reason is not None:
@@ -135,6 +136,7 @@ class HotkeyListener:
             if why is not None:
                 return self._off(why)
             charmap = _x_base_chars(self._display)
+            return self._start_x11(_combos(self._config, charmap))
         try:
             from pynput import keyboard
         except Exception as e:  # ImportError, or an Xlib error while its backend connects
@@ -171,8 +173,38 @@ class HotkeyListener:
             )
         log.debug("hotkeys on: %s", ", ".join(f"{c} -> {cmd}" for c, cmd in self._bindings.items()))
 
+    def _start_x11(self, combos: dict[str, str]) -> None:
+        from vcam.app.hotkeys_x11 import X11HotKeys, parse
+
+        for key, combo in combos.items():
+            try:
+                parse(combo)
+            except ValueError as e:
+                raise ConfigError(
+                    f"[hotkeys] {key}: expected modifiers in angle brackets (<ctrl>, <alt>, <shift>, <cmd>) "
+                    f"and one key, each once, joined by '+', got {getattr(self._config, key)!r} ({e})"
+                ) from None
+        listener = X11HotKeys(self._display, {combo: self._callback(combo, ACTIONS[key])
+                                              for key, combo in combos.items()})
+        listener.start()
+        if not _wait_ready(listener, _READY_TIMEOUT_S) or listener.error:
+            listener.stop()
+            listener.join(1.0)
+            return self._off(listener.error or f"the X11 hotkey listener did not start within {_READY_TIMEOUT_S:g} s")
+        if listener.failed:
+            log.warning("hotkeys: another program holds %s; those combinations are off (%s)",
+                        ", ".join(listener.failed), _INSTEAD)
+        self._listener = listener
+        if os.environ.get("WAYLAND_DISPLAY") or os.environ.get("XDG_SESSION_TYPE") == "wayland":
+            log.warning(
+                "hotkeys listen through XWayland: they only fire while an X11 window has the focus; "
+                "for global hotkeys under Wayland %s (or bind them in your desktop's settings)",
+                _INSTEAD,
+            )
+        log.debug("hotkeys on (X11 key grabs): %s", ", ".join(f"{c} -> {cmd}" for c, cmd in self._bindings.items()))
+
     def close(self) -> None:
-        """Stop listening and wait (briefly) for pynput's thread to end. Idempotent."""
+        """Stop listening and wait (briefly) for the listener's thread to end. Idempotent."""
         if self._closed:
             return
         self._closed = True
@@ -182,7 +214,7 @@ class HotkeyListener:
     # -- internals --
 
     def _callback(self, combo: str, command: Command):
-        """The activation callback for ``combo``: runs on pynput's thread, only posts."""
+        """The activation callback for ``combo``: runs on the listener's thread, only posts."""
 
         def activate() -> None:
             now = time.monotonic()
@@ -207,21 +239,12 @@ class HotkeyListener:
         log.warning("global hotkeys are off: %s; %s", why, hint)
 
     def _stop_listener(self) -> None:
-        """``listener.stop()``, plus the X workaround below, then join with a timeout.
-
-        pynput 1.8's X backend sends RECORD's DisableContext on the recording connection
-        itself without flushing it, so its thread only notices the stop at the next key
-        event. Disabling the context from a connection of our own ends it at once.
-        """
+        """``listener.stop()``, then join with a timeout."""
         listener = self._listener
         try:
             listener.stop()
         except Exception as e:  # the X connection may already be gone
             log.debug("hotkeys: listener.stop(): %s", e)
-        if self._display is not None and listener.is_alive():
-            context = getattr(listener, "_context", None)
-            if context is not None:
-                _x_disable_record(self._display, context)
         listener.join(2.0)
         if listener.is_alive():
             log.debug("hotkeys: pynput's listener thread did not end; it is a daemon thread and will not block exit")
@@ -269,10 +292,7 @@ def _wait_ready(listener: Any, timeout_s: float) -> bool:
 
 
 def _is_x11() -> bool:
-    """Whether pynput will use its X backend here (Linux and the BSDs, unless told otherwise)."""
-    backend = os.environ.get("PYNPUT_BACKEND_KEYBOARD") or os.environ.get("PYNPUT_BACKEND")
-    if backend:
-        return backend == "xorg"
+    """Whether hotkeys go through X11 here (Linux and the BSDs)."""
     return sys.platform not in ("darwin", "win32")
 
 
@@ -299,11 +319,7 @@ def _x_server_problem(name: str) -> str | None:
         display = Xlib.display.Display(name)
     except Exception as e:  # DisplayNameError, DisplayConnectionError (refused, no auth), OSError
         return f"cannot connect to X display {name!r} ({_oneline(e)}); check DISPLAY and XAUTHORITY"
-    try:
-        if not display.has_extension("RECORD"):
-            return f"the X server at {name!r} lacks the RECORD extension that global hotkeys need"
-    finally:
-        display.close()
+    display.close()
     return None
 
 
@@ -348,25 +364,6 @@ def _keysym_char(keysym: int) -> str | None:
         char = chr(keysym - 0x01000000)
         return char if char.isprintable() else None
     return None
-
-
-def _x_disable_record(name: str, context: int) -> None:
-    """Disable RECORD ``context`` from a fresh connection to ``name`` (errors ignored)."""
-    try:
-        import Xlib.display
-
-        display = Xlib.display.Display(name)
-    except Exception as e:
-        log.debug("hotkeys: cannot reach %s to stop recording: %s", name, e)
-        return
-    try:
-        display.set_error_handler(lambda *args: None)  # the context may be gone already
-        display.record_disable_context(context)
-        display.sync()
-    except Exception as e:
-        log.debug("hotkeys: disabling the RECORD context failed: %s", e)
-    finally:
-        display.close()
 
 
 def _oneline(e: BaseException) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 import tempfile
 from pathlib import Path
 
@@ -19,14 +18,10 @@ MAX_RECENT = 8
 
 
 def state_dir() -> Path:
-    """Where vcam keeps per-user state on this platform."""
-    if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
-    elif sys.platform == "darwin":
-        base = Path.home() / "Library" / "Application Support"
-    else:
-        base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
-    return base / "vcam"
+    """Where vcam keeps per-user state on this platform (:func:`vcam.userdirs.state_dir`)."""
+    from vcam.userdirs import state_dir as user_state
+
+    return user_state()
 
 
 def recent_photos() -> list[str]:

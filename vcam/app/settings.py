@@ -9,9 +9,7 @@ names the file, the ``[section] key``, what was expected and what came.
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
-import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -261,15 +259,9 @@ def default_config_path() -> Path:
 def user_config_path() -> Path:
     """Where the user's ``config.toml`` lives on this platform (it may not exist):
     ``$VCAM_CONFIG_DIR/config.toml`` when that variable is set, else the platform's folder."""
-    if os.environ.get("VCAM_CONFIG_DIR"):
-        return Path(os.environ["VCAM_CONFIG_DIR"]) / "config.toml"
-    if sys.platform == "win32":
-        base = Path(os.environ.get("APPDATA") or Path.home() / "AppData" / "Roaming")
-    elif sys.platform == "darwin":
-        base = Path.home() / "Library" / "Application Support"
-    else:
-        base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
-    return base / "vcam" / "config.toml"
+    from vcam.userdirs import config_dir
+
+    return config_dir() / "config.toml"
 
 
 def load_settings(path: str | Path | None = None, *, defaults: str | Path | None = None) -> Settings:

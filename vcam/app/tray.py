@@ -3,7 +3,7 @@
 :class:`TrayIcon` shows an icon with a menu built by `pystray <https://pypi.org/project/pystray/>`_
 (LGPL-3.0): a status line, *Emotion*, *Intensity*, *Portrait* (recent photos and *Open…*),
 *Audio*, *Pause lip sync*, *Preview*, *Microphone* (the virtual microphone on or off), *Voice
-offset* (a trim of its delay) and *Quit*. Choosing an item posts the matching
+offset* (a trim of its delay), *Start at login* and *Quit*. Choosing an item posts the matching
 :mod:`vcam.app.commands` command to the daemon's :class:`~vcam.app.commands.CommandInbox`; the tray never
 touches the engine. Check marks and the tooltip come from ``status_fn`` (the daemon's status
 dict), read by a timer thread every second; the menu is rebuilt only when what it shows changes.
@@ -53,335 +53,30 @@ from vcam.app.commands import (
     SetPhoto,
     SetPreview,
 )
+from vcam.app.tray_backend import GTK_BACKENDS, _icon_class, _load_backend, _oneline, _pystray, _sni_host, _x_tray_host
+from vcam.app.tray_icon import draw_icon
+from vcam.app.tray_status import (
+    MIC_OFFSETS_MS,
+    NAME,
+    _audio,
+    _num,
+    _same_path,
+    mic_on,
+    photo_labels,
+    preview_shown,
+    status_line,
+    tooltip,
+)
 
 log = logging.getLogger(__name__)
 
-NAME = "vcam"
 INTENSITIES: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
 REFRESH_S = 1.0
 MAX_RECENT = 8
-TOOLTIP_MAX = 127  # Windows' szTip holds 128 UTF-16 units, terminator included
 PHOTO_PATTERNS = ("*.jpg", "*.jpeg", "*.png", "*.webp", "*.bmp", "*.tif", "*.tiff")
-GTK_BACKENDS = ("appindicator", "gtk")
 CLICK_PREVIEW_BACKENDS = ("xorg", "win32")  # a (left) click on the icon toggles the preview
 
-# vcam's colours: an indigo camera with a warm face; grey while lip sync is paused.
-BODY = (67, 76, 214, 255)
-BODY_PAUSED = (128, 131, 145, 255)
-FACE = (255, 200, 87, 255)
-INK = (33, 30, 52, 255)
 
-_OUTPUT_CLOSED = ("closed", "closed by user", "off", "stopped")
-
-
-# -- what the tray shows: pure functions of a status dict --
-
-
-def _num(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
-def _audio(status: dict) -> tuple[str | None, str | None]:
-    """(source, state) from ``status["audio"]`` (a dict, a bare source name, or missing)."""
-    audio = status.get("audio")
-    if isinstance(audio, dict):
-        source, state = audio.get("source"), audio.get("state")
-        return (str(source) if source else None), (str(state) if state else None)
-    if isinstance(audio, str) and audio:
-        return audio, None
-    return None, None
-
-
-def _outputs(status: dict) -> dict[str, str | None]:
-    """``{name: state}`` from ``status["outputs"]`` ({name: state} or {name: {"state": ...}})."""
-    outputs = status.get("outputs")
-    if not isinstance(outputs, dict):
-        return {}
-    return {str(k): (v.get("state") if isinstance(v, dict) else v if isinstance(v, str) else None)
-            for k, v in outputs.items()}
-
-
-def _dropped(status: dict) -> int | None:
-    """``status["dropped"]``, else the sum of the outputs' ``dropped`` counts."""
-    value = _num(status.get("dropped"))
-    if value is not None:
-        return int(value)
-    outputs = status.get("outputs")
-    if isinstance(outputs, dict):
-        counts = [_num(v.get("dropped")) for v in outputs.values() if isinstance(v, dict)]
-        counts = [c for c in counts if c is not None]
-        if counts:
-            return int(sum(counts))
-    return None
-
-
-def preview_shown(status: dict) -> bool:
-    """``status["preview"]`` when it is a bool, else whether a ``preview`` output is open."""
-    value = status.get("preview")
-    if isinstance(value, bool):
-        return value
-    state = _outputs(status).get("preview", "closed")
-    return state is None or str(state).lower() not in _OUTPUT_CLOSED
-
-
-def _expression(status: dict, paused_word: str) -> list[str] | None:
-    """``["happy 75%", paused_word?]`` from a status, or ``None`` before the daemon reports one."""
-    emotion = status.get("emotion")
-    if not isinstance(emotion, str) or not emotion:
-        return None
-    parts = [emotion]
-    intensity = _num(status.get("intensity"))
-    if intensity is not None:
-        parts[0] += f" {round(intensity * 100)}%"
-    if status.get("paused") is True:
-        parts.append(paused_word)
-    return parts
-
-
-def status_line(status: dict) -> str:
-    """The menu's first (disabled) line, coarse so it changes rarely: ``vcam: happy 75% · 30 fps``."""
-    parts = _expression(status, "lip sync paused")
-    if parts is None:
-        return f"{NAME}: starting…"
-    fps = _num(status.get("fps"))
-    if fps is not None:
-        parts.append(f"{fps:.0f} fps")
-    return f"{NAME}: " + " · ".join(parts)
-
-
-def mic_tooltip(status: dict) -> str | None:
-    """``mic 112 ms`` (running), ``mic 112 ms, 3 underruns``, ``mic off``, ``mic unavailable``."""
-    mic = status.get("mic")
-    if not isinstance(mic, dict):
-        return None
-    state = mic.get("state")
-    if state != "running":
-        return f"mic {state}" if state else None
-    delay = _num(mic.get("delay_ms"))
-    text = "mic" + (f" {delay:.0f} ms" if delay is not None else "")
-    under = mic.get("underruns")
-    if isinstance(under, int) and under:
-        text += f", {under} underruns"
-    return text
-
-
-def mic_on(status: dict) -> bool:
-    mic = status.get("mic")
-    return isinstance(mic, dict) and mic.get("state") not in (None, "off", "closed")
-
-
-MIC_OFFSETS_MS = (-40, -20, 0, 20, 40, 80)
-
-
-def tooltip(status: dict) -> str:
-    """The icon's title/tooltip: emotion, fps, latency p50, drops, audio; at most 127 characters."""
-    parts = _expression(status, "paused")
-    if parts is None:
-        return f"{NAME}: starting…"
-    fps = _num(status.get("fps"))
-    parts.append(f"{fps:.1f} fps" if fps is not None else "– fps")
-    latency = status.get("latency_ms")
-    p50 = _num(latency.get("p50")) if isinstance(latency, dict) else _num(latency)
-    if p50 is not None:
-        parts.append(f"p50 {p50:.0f} ms")
-    dropped = _dropped(status)
-    if dropped is not None:
-        parts.append(f"{dropped} dropped")
-    source, state = _audio(status)
-    if source:
-        parts.append(f"{source} {state}" if state else source)
-    mic = mic_tooltip(status)
-    if mic:
-        parts.append(mic)
-    failing = [f"{k} {v}" for k, v in _outputs(status).items()
-               if v and str(v).lower() not in ("ok", "open", "running", "live", "on", *_OUTPUT_CLOSED)]
-    parts.extend(failing)
-    text = f"{NAME}: " + " · ".join(parts)
-    return text if len(text) <= TOOLTIP_MAX else text[: TOOLTIP_MAX - 1] + "…"
-
-
-def _same_path(a: Any, b: Any) -> bool:
-    if not a or not b:
-        return False
-    try:
-        return os.path.normcase(os.path.abspath(str(a))) == os.path.normcase(os.path.abspath(str(b)))
-    except (TypeError, ValueError):
-        return False
-
-
-def photo_labels(paths: Sequence[str]) -> list[str]:
-    """Menu labels for photo paths: the file name, with its folder where two names clash."""
-    names = [Path(p).name or str(p) for p in paths]
-    return [f"{n} ({Path(p).parent.name or Path(p).parent})" if names.count(n) > 1 else n
-            for n, p in zip(names, paths, strict=True)]
-
-
-def draw_icon(size: int = 64, *, paused: bool = False):
-    """The tray glyph as a ``size`` x ``size`` RGBA Pillow image: a video camera whose body is a face."""
-    from PIL import Image, ImageDraw
-
-    s = 4 * size  # drawn 4x larger, then scaled down: smooth edges without anti-aliasing support
-
-    def box(x0: float, y0: float, x1: float, y1: float) -> tuple[int, int, int, int]:
-        return (round(x0 * s), round(y0 * s), round(x1 * s), round(y1 * s))
-
-    img = Image.new("RGBA", (s, s), (0, 0, 0, 0))
-    d = ImageDraw.Draw(img)
-    body = BODY_PAUSED if paused else BODY
-    d.rounded_rectangle(box(0.03, 0.18, 0.74, 0.82), radius=round(0.14 * s), fill=body)  # camera body
-    d.polygon([(0.70 * s, 0.50 * s), (0.97 * s, 0.26 * s), (0.97 * s, 0.74 * s)], fill=body)  # lens cone
-    d.ellipse(box(0.13, 0.25, 0.63, 0.75), fill=FACE)  # the face
-    d.ellipse(box(0.255, 0.38, 0.325, 0.46), fill=INK)  # eyes
-    d.ellipse(box(0.435, 0.38, 0.505, 0.46), fill=INK)
-    if paused:  # a closed, level mouth
-        d.rounded_rectangle(box(0.27, 0.57, 0.49, 0.62), radius=round(0.02 * s), fill=INK)
-    else:  # a smile
-        d.arc(box(0.25, 0.42, 0.51, 0.66), start=20, end=160, fill=INK, width=max(1, round(0.045 * s)))
-    return img.resize((size, size), Image.LANCZOS)
-
-
-# -- pystray, loaded lazily --
-
-_IMPORT_LOCK = threading.Lock()
-
-
-def _pystray():
-    """The ``pystray`` package (for ``Menu`` / ``MenuItem``), imported without its own backend pick.
-
-    ``import pystray`` chooses a backend at import time and fails outright where that one
-    cannot load (no display, no typelib); importing it with the always-importable ``dummy``
-    backend and loading the real one with :func:`_load_backend` keeps that choice ours.
-    """
-    with _IMPORT_LOCK:
-        if "pystray" in sys.modules:
-            return sys.modules["pystray"]
-        saved = os.environ.get("PYSTRAY_BACKEND")
-        os.environ["PYSTRAY_BACKEND"] = "dummy"
-        try:
-            import pystray
-        except ImportError as e:
-            raise DeviceError(f"no system tray: pystray is not installed ({e}); pip install pystray") from None
-        finally:
-            if saved is None:
-                os.environ.pop("PYSTRAY_BACKEND", None)
-            else:
-                os.environ["PYSTRAY_BACKEND"] = saved
-        return pystray
-
-
-def _candidates(backend: str | None) -> list[str]:
-    if backend:
-        return [backend]
-    chosen = os.environ.get("PYSTRAY_BACKEND")
-    if chosen:
-        return [chosen]
-    if sys.platform == "darwin":
-        return ["darwin"]
-    if sys.platform == "win32":
-        return ["win32"]
-    if not _session_bus_likely():  # no StatusNotifierItem without D-Bus: spare appindicator's warnings
-        return ["gtk", "appindicator", "xorg"]
-    return ["appindicator", "gtk", "xorg"]
-
-
-def _session_bus_likely() -> bool:
-    """Whether a D-Bus session bus is advertised (``$DBUS_SESSION_BUS_ADDRESS`` or ``$XDG_RUNTIME_DIR/bus``)."""
-    if os.environ.get("DBUS_SESSION_BUS_ADDRESS"):
-        return True
-    runtime_dir = os.environ.get("XDG_RUNTIME_DIR")
-    return bool(runtime_dir) and os.path.exists(os.path.join(runtime_dir, "bus"))
-
-
-def _load_backend(backend: str | None = None) -> tuple[str, type]:
-    """``(name, pystray Icon class)`` of the first backend that loads; ``DeviceError`` if none does."""
-    import importlib
-
-    _pystray()
-    errors = []
-    for name in _candidates(backend):
-        if name not in ("appindicator", "gtk", "xorg", "win32", "darwin"):
-            raise DeviceError(f"no system tray: unknown pystray backend {name!r} "
-                              "(known: appindicator, gtk, xorg, win32, darwin)")
-        try:
-            module = importlib.import_module(f"pystray._{name}")
-        except Exception as e:  # noqa: BLE001 - ImportError, gi's ValueError, Xlib's DisplayNameError...
-            errors.append(f"{name}: {_oneline(e)}")
-            continue
-        return name, module.Icon
-    raise DeviceError("no system tray: " + "; ".join(errors))
-
-
-def _oneline(e: BaseException) -> str:
-    text = " ".join(str(e).split()) or type(e).__name__
-    return text if len(text) <= 200 else text[:199] + "…"
-
-
-class _NullNotifier:
-    """Stands in for pystray's D-Bus notifier: vcam shows no notifications, and pystray's fails
-    ``stop`` where no notification service runs and ``run`` where no session bus does."""
-
-    def notify(self, *args: Any) -> None:
-        pass
-
-    def hide(self) -> None:
-        pass
-
-
-def _icon_class(backend: str, base: type) -> type:
-    """``base`` with vcam's changes for the GTK backends: the menu on a left click too, a tooltip,
-    no D-Bus notifier, and SIGINT left alone (pystray sets it to kill the process outright)."""
-    if backend not in GTK_BACKENDS:
-        return base
-    from gi.repository import GLib, Gtk
-
-    class _Icon(base):
-        def _initialize(self) -> None:
-            self._notifier = _NullNotifier()
-            self._mark_ready()
-
-        def _on_status_icon_activate(self, status_icon: Any) -> None:
-            # gtk backend, left click: the menu, as on appindicator (pystray: the default item)
-            self._on_status_icon_popup_menu(status_icon, 1, Gtk.get_current_event_time())
-
-        def _update_title(self) -> None:
-            super()._update_title()
-            status_icon = getattr(self, "_status_icon", None)  # the gtk backend's Gtk.StatusIcon
-            if status_icon is not None:
-                GLib.idle_add(status_icon.set_tooltip_text, self.title)
-
-    return _Icon
-
-
-# -- a tray host? --
-
-
-def _x_tray_host() -> bool | None:
-    """Whether an XEmbed system tray owns ``_NET_SYSTEM_TRAY_S<screen>``; ``None``: cannot tell."""
-    try:
-        import Xlib.display
-
-        display = Xlib.display.Display()
-        try:
-            atom = display.intern_atom(f"_NET_SYSTEM_TRAY_S{display.get_default_screen()}")
-            return display.get_selection_owner(atom) != 0
-        finally:
-            display.close()
-    except Exception:  # noqa: BLE001
-        return None
-
-
-def _sni_host() -> bool | None:
-    """Whether a StatusNotifierWatcher runs on the D-Bus session bus; ``None``: cannot tell."""
-    try:
-        from gi.repository import Gio, GLib
-
-        bus = Gio.bus_get_sync(Gio.BusType.SESSION, None)
-        reply = bus.call_sync("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
-                              "NameHasOwner", GLib.Variant("(s)", ("org.kde.StatusNotifierWatcher",)),
-                              GLib.VariantType("(b)"), Gio.DBusCallFlags.NONE, 500, None)
-        return bool(reply.unpack()[0])
-    except Exception:  # noqa: BLE001
-        return None
 
 
 def _chooser_command(start_dir: str | None) -> list[str]:
@@ -426,8 +121,13 @@ class TrayIcon:
         photos_fn: Callable[[], list[str]],
         audio_sources: Sequence[str] = ("mic", "system"),
         backend: str | None = None,
+        autostart: Any = None,
     ) -> None:
+        from vcam.app.desktop import Autostart
+
         self.inbox = inbox
+        #: "Start at login" (a :class:`vcam.app.desktop.Autostart`; tests pass one on a temporary folder).
+        self.autostart = autostart if autostart is not None else Autostart()
         self._status_fn = status_fn
         self._photos_fn = photos_fn
         self.audio_sources = tuple(audio_sources)
@@ -520,8 +220,22 @@ class TrayIcon:
                      radio=True, checked=functools.partial(self._offset_is, ms))
                 for ms in MIC_OFFSETS_MS])),
             Menu.SEPARATOR,
+            Item("Start at login", self._on_autostart, checked=lambda _item: self._autostart_on()),
             Item("Quit", self._on_quit),
         )
+
+    def _autostart_on(self) -> bool:
+        try:
+            return self.autostart.enabled
+        except Exception:  # noqa: BLE001 - an unreadable folder or registry: shown as off
+            return False
+
+    def _on_autostart(self) -> None:
+        """Toggle "Start at login" (:class:`vcam.app.desktop.Autostart`); a failure is logged."""
+        try:
+            self.autostart.set(not self._autostart_on())
+        except Exception as e:  # noqa: BLE001
+            log.warning("tray: %s", e)
 
     def _emotion_is(self, name: str, _item: Any) -> bool:
         return self._status.get("emotion") == name
@@ -569,7 +283,8 @@ class TrayIcon:
         s = self._status
         return (status_line(s), s.get("emotion"), _num(s.get("intensity")), s.get("paused") is True,
                 str(s.get("photo")), _audio(s)[0], preview_shown(s), tuple(self._photos), mic_on(s),
-                _num((s.get("mic") or {}).get("offset_ms")) if isinstance(s.get("mic"), dict) else None)
+                _num((s.get("mic") or {}).get("offset_ms")) if isinstance(s.get("mic"), dict) else None,
+                self._autostart_on())
 
     # -- actions (pystray calls them on its loop's thread) --
 

@@ -1,11 +1,7 @@
 """The per-user cache folder and atomic writes of cached arrays.
 
-Where the cache lives, first match wins:
-
-* ``$VCAM_CACHE_DIR`` (tests and users may point it anywhere);
-* Windows: ``%LOCALAPPDATA%\\vcam\\Cache``;
-* macOS: ``~/Library/Caches/vcam``;
-* elsewhere: ``$XDG_CACHE_HOME/vcam``, or ``~/.cache/vcam``.
+The cache lives in ``$VCAM_CACHE_DIR`` when that is set (tests and users may point it
+anywhere), else in the platform's per-user cache folder (:mod:`vcam.userdirs`).
 
 Nothing is created at import time; :func:`cache_dir` makes the folder when asked.
 """
@@ -14,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import tempfile
 import zipfile
 from pathlib import Path
@@ -27,19 +22,10 @@ ENV_VAR = "VCAM_CACHE_DIR"
 
 
 def cache_root() -> Path:
-    """The cache folder for this user and platform (not created)."""
-    override = os.environ.get(ENV_VAR)
-    if override:
-        return Path(override).expanduser()
-    if sys.platform == "win32":
-        base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
-        return Path(base) / "vcam" / "Cache"
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Caches" / "vcam"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    if xdg and os.path.isabs(xdg):
-        return Path(xdg) / "vcam"
-    return Path.home() / ".cache" / "vcam"
+    """The cache folder for this user and platform (not created): :func:`vcam.userdirs.cache_dir`."""
+    from vcam.userdirs import cache_dir as user_cache
+
+    return user_cache()
 
 
 def cache_dir(sub: str | None = None) -> Path:
