@@ -7,7 +7,7 @@ that the engine thread reads once per video frame. ``spec`` is
 * ``"system"``: what the computer plays:
 
   - Linux: the monitor source of the default PulseAudio / PipeWire (pipewire-pulse) sink,
-    found with ``pactl info``, opened through PortAudio's ALSA ``pulse`` device with the
+    asked of the sound server through libpulse, opened through PortAudio's ALSA ``pulse`` device with the
     ``PULSE_SOURCE`` environment variable naming the monitor while the stream opens. It
     follows the default sink: when that changes (headphones plugged in), the source reopens
     on the new sink's monitor;
@@ -39,8 +39,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shutil
-import subprocess
 import sys
 import threading
 import time
@@ -51,6 +49,17 @@ import numpy as np
 
 from vcam.runtime.audio_ring import AudioRing
 from vcam.runtime.errors import DeviceError
+# The sound server is asked through libpulse (vcam.runtime.pulse); these names stay importable here.
+from vcam.runtime.pulse import (
+    PulseWatcher,
+    move_stream,
+    pulse_info,
+    pulse_source_descriptions,
+    pulse_sources,
+    pulse_streams_of_pid,
+)
+
+__all__ = ["AudioSource", "pulse_info", "pulse_source_descriptions", "pulse_sources", "pulse_streams_of_pid"]
 
 log = logging.getLogger(__name__)
 
@@ -69,101 +78,7 @@ and while ``PULSE_SOURCE`` is set. :mod:`vcam.app.devices` takes it to query dev
 _open_streams = 0  # PortAudio streams opened here and not yet closed (guarded by portaudio_lock)
 
 _STARTUP_GRACE_S = 3.0  # first audio after opening may take 2 s (an idle PulseAudio sink renders 2 s ahead)
-_PULSE_CHECK_S = 0.5  # how often the supervisor asks pactl about the source
 _TICK_S = 0.1
-
-
-# --------------------------------------------------------------------------- PulseAudio (pactl)
-
-
-def pactl_run(*args: str, timeout: float = 3.0) -> tuple[int, str, str]:
-    """``(returncode, stdout, first line of stderr)`` of ``pactl args...`` (C locale); 127 when
-    pactl is missing, 1 when it cannot run or times out."""
-    exe = shutil.which("pactl")
-    if exe is None:
-        return 127, "", "pactl not found (install pulseaudio-utils)"
-    try:
-        r = subprocess.run([exe, *args], capture_output=True, text=True, timeout=timeout,
-                           env={**os.environ, "LC_ALL": "C"}, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.SubprocessError) as e:
-        return 1, "", str(e)
-    err = r.stderr.strip().splitlines()
-    return r.returncode, r.stdout, err[0] if err else ""
-
-
-def _pactl(*args: str, timeout: float = 3.0) -> str | None:
-    """``pactl args...`` stdout (C locale), or ``None`` when pactl is missing or fails."""
-    code, out, _ = pactl_run(*args, timeout=timeout)
-    return out if code == 0 else None
-
-
-def pulse_info() -> dict[str, str] | None:
-    """``{"server": ..., "default_sink": ..., "default_source": ...}`` from ``pactl info``, or
-    ``None`` when no PulseAudio / PipeWire pulse server answers (or pactl is missing)."""
-    out = _pactl("info")
-    if out is None:
-        return None
-    keys = {"Server Name": "server", "Server Version": "version", "Default Sink": "default_sink",
-            "Default Source": "default_source"}
-    info: dict[str, str] = {}
-    for line in out.splitlines():
-        k, sep, v = line.partition(":")
-        if sep and k.strip() in keys:
-            info[keys[k.strip()]] = v.strip()
-    return info
-
-
-def pulse_sources() -> list[dict[str, Any]] | None:
-    """PulseAudio sources from ``pactl list short sources``: ``[{"index": int, "name": str,
-    "spec": str, "state": str, "monitor": bool}]``; ``None`` when no server answers."""
-    out = _pactl("list", "short", "sources")
-    if out is None:
-        return None
-    sources = []
-    for line in out.splitlines():
-        cols = line.split("\t")
-        if len(cols) < 2 or not cols[0].strip().isdigit():
-            continue
-        name = cols[1].strip()
-        sources.append({"index": int(cols[0]), "name": name, "spec": cols[3].strip() if len(cols) > 3 else "",
-                        "state": cols[4].strip() if len(cols) > 4 else "", "monitor": name.endswith(".monitor")})
-    return sources
-
-
-def pulse_source_descriptions() -> dict[str, str]:
-    """``{source name: description}`` from ``pactl list sources`` (empty when unavailable)."""
-    out = _pactl("list", "sources")
-    desc: dict[str, str] = {}
-    name = None
-    for line in (out or "").splitlines():
-        s = line.strip()
-        if s.startswith("Name:"):
-            name = s[5:].strip()
-        elif s.startswith("Description:") and name is not None:
-            desc[name] = s[12:].strip()
-    return desc
-
-
-_STREAM_KINDS = {"source-outputs": ("Source Output #", "Source:"), "sink-inputs": ("Sink Input #", "Sink:")}
-
-
-def pulse_streams_of_pid(pid: int, kind: str = "source-outputs") -> list[tuple[int, int]]:
-    """``[(stream index, device index)]`` of process ``pid``'s record streams (``kind``
-    ``"source-outputs"``: the source each records from) or playback streams (``"sink-inputs"``:
-    the sink each plays into)."""
-    header, field = _STREAM_KINDS[kind]
-    out = _pactl("list", kind)
-    found, cur, dev = [], None, None
-    for line in (out or "").splitlines():
-        s = line.strip()
-        if s.startswith(header):
-            cur, dev = int(s.rsplit("#", 1)[1]), None
-        elif s.startswith(field) and s[len(field):].strip().isdigit():
-            dev = int(s[len(field):].strip())
-        elif s.startswith("application.process.id") and cur is not None and dev is not None:
-            if s.split("=", 1)[1].strip().strip('"') == str(pid):
-                found.append((cur, dev))
-    return found
 
 
 # --------------------------------------------------------------------------- PortAudio
@@ -260,10 +175,8 @@ def _resolve_system(sd) -> _Target:
     if sys.platform.startswith("linux"):
         info = pulse_info()
         if info is None:
-            why = "pactl not found (install pulseaudio-utils)" if shutil.which("pactl") is None \
-                else "no PulseAudio/PipeWire server answers `pactl info`"
-            raise _NotFound("system audio on Linux needs PulseAudio or PipeWire (pipewire-pulse) and pactl; "
-                            f"got: {why}")
+            raise _NotFound("system audio on Linux needs PulseAudio or PipeWire (pipewire-pulse); "
+                            "got: no sound server answers (or libpulse is missing)")
         sink = info.get("default_sink", "")
         if not sink or sink == "@DEFAULT_SINK@":
             raise _NotFound("system audio: PulseAudio has no default sink (no output device)")
@@ -488,7 +401,8 @@ class AudioSource:
         self.reopen_attempts = 0
         self._opened_ns = 0
         self._next_try_ns = 0
-        self._next_pulse_check_ns = 0
+        self._pulse_watch: PulseWatcher | None = None  # sources and default sink, from change events
+        self._opened_generation = 0
         self._lost_logged = False
         self._supervisor_warned = False
         self._lock = threading.Lock()  # state changes (supervisor, start, close); never the callback
@@ -540,6 +454,8 @@ class AudioSource:
         with self._lock:
             self._close_stream()
             self._state = "closed"
+        if self._pulse_watch is not None:
+            self._pulse_watch.close()
 
     def status(self) -> dict[str, Any]:
         """JSON-safe snapshot: ``{"source", "device", "state", "rate", "error", "status_flags",
@@ -685,17 +601,22 @@ class AudioSource:
         self._state = "running"
         self._error = None
         self._opened_ns = time.monotonic_ns()
-        self._next_pulse_check_ns = self._opened_ns + int(_PULSE_CHECK_S * 1e9)
+        if target.kind == "pulse" and self._pulse_watch is None:
+            self._pulse_watch = PulseWatcher()
+            self._pulse_watch.start()
+        # only what the server says after this open can disagree with the target just resolved
+        state = self._pulse_watch.state if self._pulse_watch is not None else None
+        self._opened_generation = state.generation if state is not None else 0
 
     def _check_pulse_routing(self, target: _Target) -> None:
         """Make sure our record stream is on ``target``'s source (a PipeWire ALSA plugin, say,
-        ignores ``PULSE_SOURCE``): move it there with pactl when it is not."""
+        ignores ``PULSE_SOURCE``): move it there when it is not."""
         ours = pulse_streams_of_pid(os.getpid(), "source-outputs")
         if not ours or any(src == target.pulse_index for _, src in ours):
             return
         out_idx = max(o for o, _ in ours)
-        if _pactl("move-source-output", str(out_idx), target.pulse_source or "") is not None:
-            log.warning("the record stream opened on another source; moved it to %r with pactl", target.pulse_source)
+        if move_stream("source-outputs", out_idx, target.pulse_source or ""):
+            log.warning("the record stream opened on another source; moved it to %r", target.pulse_source)
 
     def _close_stream(self) -> None:
         global _open_streams
@@ -744,21 +665,17 @@ class AudioSource:
                 since = max(ring.last_write_ns, self._opened_ns)
                 if now - since > self.stall_s * 1e9:
                     return f"no audio for {(now - since) / 1e9:.1f} s"
-        if target is not None and target.kind == "pulse" and now >= self._next_pulse_check_ns:
-            self._next_pulse_check_ns = now + int(_PULSE_CHECK_S * 1e9)
-            sources = pulse_sources()
-            if sources is None:  # pactl slow or failing: a server that really went away stops the stream
-                return None
-            cur = next((s["index"] for s in sources if s["name"] == target.pulse_source), None)
+        state = self._pulse_watch.state if self._pulse_watch is not None else None
+        if target is not None and target.kind == "pulse" and state is not None \
+                and state.generation > self._opened_generation:
+            # a server that went away stops the stream itself; state None means "not known now"
+            cur = state.sources.get(target.pulse_source)
             if cur is None:
                 return f"the PulseAudio source {target.pulse_source!r} is gone"
             if cur != target.pulse_index:
                 return f"the PulseAudio source {target.pulse_source!r} was recreated"
-            if self.spec == SYSTEM:
-                info = pulse_info() or {}
-                sink = info.get("default_sink")
-                if sink and f"{sink}.monitor" != target.pulse_source:
-                    return f"the default sink is now {sink!r}"
+            if self.spec == SYSTEM and state.default_sink and f"{state.default_sink}.monitor" != target.pulse_source:
+                return f"the default sink is now {state.default_sink!r}"
         return None
 
     def _lose(self, why: str) -> None:

@@ -263,13 +263,15 @@ def test_a_sound_server_restart_brings_the_microphone_back(pulse):
 
 
 def test_a_server_without_module_support_leaves_one_warning(pulse, tmp_path, monkeypatch, caplog):
-    """A `pactl` that cannot load modules (a sound server without them): start() does not raise,
-    the state says unavailable with what to do, one warning only, retries stay quiet."""
-    fake = tmp_path / "pactl"
-    fake.write_text("#!/bin/sh\ncase \"$1\" in load-module) echo 'Failure: Module initialization failed' >&2; "
-                    "exit 1;; esac\nexec /usr/bin/pactl \"$@\"\n")
-    fake.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    """A sound server that refuses to load modules (libpulse answers the load with an error):
+    start() does not raise, the state says unavailable with what to do, one warning only,
+    retries stay quiet."""
+    import pulsectl
+
+    def refuse(self, name, args=""):
+        raise pulsectl.PulseError("Module initialization failed")
+
+    monkeypatch.setattr(pulsectl.Pulse, "module_load", refuse)
     caplog.set_level("WARNING")
     with VirtualMicrophone(name=NAME, retry_s=0.2) as mic:
         time.sleep(1.5)

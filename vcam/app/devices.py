@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -170,19 +169,14 @@ def _system_sources(inputs: list[dict[str, Any]], notes: list[str]) -> list[dict
 
 
 def _pulse_monitors(inputs: list[dict[str, Any]], notes: list[str]) -> list[dict[str, Any]]:
-    if shutil.which("pactl") is None:
-        notes.append("pactl not found: system audio needs PulseAudio or PipeWire (pipewire-pulse) and pactl "
-                     "(Debian/Ubuntu: pulseaudio-utils)")
-        return []
     info = audio_in.pulse_info()
     sources = audio_in.pulse_sources() if info is not None else None
     if info is None or sources is None:
-        notes.append("no PulseAudio/PipeWire server answers `pactl info`: start your desktop's sound server "
-                     "(or `pulseaudio --start`)")
+        notes.append("no PulseAudio/PipeWire server answers (or libpulse is missing): system audio needs one; "
+                     "start your desktop's sound server (or `pulseaudio --start`)")
         return []
     default_monitor = f"{info.get('default_sink', '')}.monitor"
-    desc = audio_in.pulse_source_descriptions()
-    monitors = [{"name": s["name"], "index": s["index"], "description": desc.get(s["name"], ""),
+    monitors = [{"name": s["name"], "index": s["index"], "description": s["description"],
                  "default": s["name"] == default_monitor, "spec": s["spec"], "state": s["state"]}
                 for s in sources if s["monitor"]]
     if not monitors:

@@ -25,8 +25,18 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from vcam.runtime.audio_in import pactl_run, pulse_streams_of_pid
 from vcam.runtime.errors import DeviceError
+from vcam.runtime.pulse import (
+    PulseUnavailable,
+    load_module,
+    move_stream,
+    pulse_info,
+    pulse_modules,
+    pulse_sinks,
+    pulse_sources,
+    pulse_streams_of_pid,
+    unload_module,
+)
 
 PULSE_PCM = "pulse"  # PortAudio's name for the ALSA PulseAudio plugin (as vcam.runtime.audio_in)
 
@@ -52,10 +62,6 @@ class OutputTarget:
 
 # --------------------------------------------------------------------------- Linux
 
-
-def _pactl(*args: str) -> tuple[int, str, str]:
-    """:func:`vcam.runtime.audio_in.pactl_run` with room for a busy server to load a module."""
-    return pactl_run(*args, timeout=5.0)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -112,9 +118,8 @@ class PulseMicDevice:
         if self.modules and self.check() is None:
             return self._target()
         self.modules = []
-        code, _, err = _pactl("info")
-        if code != 0:
-            raise MicUnavailable(f"virtual microphone: no PulseAudio/PipeWire server answers `pactl info` ({err or code}); "
+        if pulse_info() is None:
+            raise MicUnavailable("virtual microphone: no PulseAudio/PipeWire server answers (or libpulse is missing); "
                                  "the call app can use your own microphone meanwhile")
         self._clear_leftovers()
         pid = os.getpid()
@@ -127,17 +132,19 @@ class PulseMicDevice:
             self._load("module-remap-source", f"master={self.feed}.monitor", f"source_name={self.name}",
                        f"source_properties={src_props}", "channels=1")
         except BaseException:
-            _pactl("unload-module", str(first))
+            unload_module(first)
             self.modules = []
             raise
         return self._target()
 
-    def check(self) -> str | None:
-        """Why the microphone is lost (``None``: both modules are loaded)."""
-        code, out, err = _pactl("list", "short", "modules")
-        if code != 0:
-            return f"no sound server answers ({err or code})"
-        loaded = {int(line.split("\t", 1)[0]) for line in out.splitlines() if line.split("\t", 1)[0].isdigit()}
+    def check(self, loaded: frozenset[int] | None = None) -> str | None:
+        """Why the microphone is lost (``None``: both modules are loaded). ``loaded``: the module
+        indices from a :class:`vcam.runtime.pulse.PulseWatcher`'s state (else the server is asked)."""
+        if loaded is None:
+            modules = pulse_modules()
+            if modules is None:
+                return "no sound server answers"
+            loaded = frozenset(m[0] for m in modules)
         if not self.modules or any(m not in loaded for m in self.modules):
             return "its modules are gone (the sound server restarted, or someone unloaded them)"
         return None
@@ -145,7 +152,7 @@ class PulseMicDevice:
     def remove(self) -> None:
         """Unload our modules (source first). Idempotent; errors ignored (the server may be gone)."""
         for m in reversed(self.modules):
-            _pactl("unload-module", str(m))
+            unload_module(m)
         self.modules = []
 
     def forget(self) -> None:
@@ -159,28 +166,21 @@ class PulseMicDevice:
                             pulse_sink=self.feed)
 
     def _load(self, module: str, *args: str) -> int:
-        code, out, err = _pactl("load-module", module, *args)
-        if code != 0 or not out.strip().isdigit():
-            raise MicUnavailable(f"virtual microphone: the sound server cannot load {module} ({err or 'failed'}); "
-                                 "with PipeWire install pipewire-pulse, or run with --no-mic")
-        index = int(out.strip())
+        try:
+            index = load_module(module, " ".join(args))
+        except PulseUnavailable as e:
+            raise MicUnavailable(f"virtual microphone: {e}; with PipeWire install pipewire-pulse, "
+                                 "or run with --no-mic") from None
         self.modules.append(index)
         return index
 
     def owners(self) -> list[tuple[int, int]]:
         """``[(module index, vcam.pid)]`` of loaded modules that make our sink or source."""
-        code, out, _ = _pactl("list", "short", "modules")
-        if code != 0:
-            return []
         found = []
-        for line in out.splitlines():
-            cols = line.split("\t")
-            if len(cols) < 3 or not cols[0].isdigit():
-                continue
-            args = cols[2]
+        for index, _name, args in pulse_modules() or []:
             if f"sink_name={self.feed} " in args + " " or f"source_name={self.name} " in args + " ":
                 m = re.search(r"vcam\.pid=(\d+)", args)
-                found.append((int(cols[0]), int(m.group(1)) if m else -1))
+                found.append((index, int(m.group(1)) if m else -1))
         return found
 
     def _clear_leftovers(self) -> None:
@@ -194,9 +194,8 @@ class PulseMicDevice:
             if pid < 0:
                 raise MicNameTaken(f"virtual microphone {self.name!r}: the sound server already has a device by that "
                                    f"name that vcam did not make (module {index}); set [mic] name to another name")
-            _pactl("unload-module", str(index))  # a crashed run's: replace it
-        code, out, _ = _pactl("list", "short", "sources")
-        names = [line.split("\t")[1] for line in out.splitlines() if line.count("\t") >= 1] if code == 0 else []
+            unload_module(index)  # a crashed run's: replace it
+        names = [s["name"] for s in pulse_sources() or []]
         if self.name in names:
             raise MicNameTaken(f"virtual microphone {self.name!r}: the sound server already has a source by that name "
                                "that vcam did not make; set [mic] name to another name")
@@ -206,15 +205,14 @@ def ensure_on_sink(sink_name: str) -> bool:
     """Move this process's playback streams onto ``sink_name`` when they are elsewhere (an
     ALSA plugin that ignores ``PULSE_SINK``); returns whether one had to move. Never puts the
     voice on the speakers silently: a stream that cannot be moved is reported by the caller."""
-    code, out, _ = _pactl("list", "short", "sinks")
-    if code != 0:
+    sinks = pulse_sinks()
+    if sinks is None:
         return False
-    index = next((int(line.split("\t")[0]) for line in out.splitlines() if line.split("\t")[1:2] == [sink_name]),
-                 None)
+    index = next((s["index"] for s in sinks if s["name"] == sink_name), None)
     moved = False
     for si, sink in pulse_streams_of_pid(os.getpid(), "sink-inputs"):
         if index is not None and sink != index:
-            _pactl("move-sink-input", str(si), sink_name)
+            move_stream("sink-inputs", si, sink_name)
             moved = True
     return moved
 
