@@ -189,11 +189,9 @@ def test_each_emotion_shows_on_the_rendered_face(portrait, sample_avatars):
     pytest.importorskip("onnxruntime")
     from vcam.runtime.channels import N_MOTION
     from vcam.runtime.render import RenderStage
-    from vcam.avatar.enroll import _mediapipe
+    from vcam.avatar.enroll import _face_models
 
-    mp = _mediapipe()
-    mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=True,
-                                           min_detection_confidence=0.3)
+    mesh = _face_models()
     presets, x = load_emotion_presets(), _default_intensity()
     seen = {}
     with RenderStage(sample_avatars[portrait], provider="cpu") as stage:
@@ -205,9 +203,10 @@ def test_each_emotion_shows_on_the_rendered_face(portrait, sample_avatars):
             reads = []
             for _ in range(_DITHERS):
                 dither = rng.integers(-1, 2, size=(512, 512, 1), dtype=np.int16)
-                res = mesh.process(np.ascontiguousarray(np.clip(frame + dither, 0, 255).astype(np.uint8)))
-                assert res.multi_face_landmarks, f"{portrait} {emotion}: no face found"
-                L = np.array([[q.x * 512, q.y * 512] for q in res.multi_face_landmarks[0].landmark], np.float32)
+                found = mesh.mesh(np.ascontiguousarray(np.clip(frame + dither, 0, 255).astype(np.uint8)),
+                                  max_faces=1, min_detection=0.3)
+                assert found, f"{portrait} {emotion}: no face found"
+                L = found[0][:, :2] * 512
                 reads.append(_features(L))
             seen[emotion] = {k: float(np.mean([r[k] for r in reads])) for k in reads[0]}
     mesh.close()

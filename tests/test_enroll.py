@@ -306,9 +306,8 @@ def test_forehead_cropped_above_the_brows_still_animates(tmp_path, refs):
     img = np.asarray(Image.open(JEFFERSON).convert("RGB"))
     import vcam.avatar.enroll as E
 
-    mp = E._mediapipe()
-    with E._quiet():
-        lm = E._mesh_around(mp, img, E._detect_faces(mp, img)[0])
+    with E._face_models() as faces:
+        lm = E._mesh_around(faces, img, E._detect_faces(faces, img)[0])
     brow_y = float(np.min(lm[list(L.RIGHT_BROW + L.LEFT_BROW), 1]))
     # the photo's top moved down to just above the brows: the forehead is cut off
     path = tmp_path / "tight.png"
@@ -386,5 +385,5 @@ def test_cache_root_follows_xdg_and_the_override(monkeypatch, tmp_path):
 
 def test_import_has_no_side_effects():
     code = ("import sys, vcam.avatar.enroll, vcam.avatar.cache, vcam.avatar.framing, vcam.avatar.matting, vcam.avatar.photo_io; "
-            "assert 'mediapipe' not in sys.modules and 'cv2' not in sys.modules")
+            "assert 'onnxruntime' not in sys.modules and 'cv2' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)

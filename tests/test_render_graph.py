@@ -44,18 +44,16 @@ def motion(**channels) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def mesh():
-    from vcam.avatar.enroll import _mediapipe
+    from vcam.avatar.enroll import _face_models
 
-    mp = _mediapipe()
-    fm = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=True)
-    yield lambda frame: _landmarks(fm, frame)
-    fm.close()
+    with _face_models() as fm:
+        yield lambda frame: _landmarks(fm, frame)
 
 
 def _landmarks(fm, frame):
-    res = fm.process(np.ascontiguousarray(frame))
-    assert res.multi_face_landmarks, "no face found in the rendered frame"
-    return np.array([[p.x * 512, p.y * 512] for p in res.multi_face_landmarks[0].landmark], np.float32)
+    found = fm.mesh(np.ascontiguousarray(frame), max_faces=1, min_detection=0.5)
+    assert found, "no face found in the rendered frame"
+    return found[0][:, :2] * 512
 
 
 def _iod(L):

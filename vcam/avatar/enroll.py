@@ -6,20 +6,18 @@ around it; frame head and shoulders into 512x512 with one scale-and-shift warp f
 full-resolution photo (:mod:`vcam.avatar.framing`); fit the mesh again on the frame; person mask
 and background plate (:mod:`vcam.avatar.matting`).
 
-MediaPipe is imported only inside :func:`enroll` (and only on a cache miss); its models ship
-in its wheel, so nothing is downloaded.
+The face models are MediaPipe's (face detection, the attention face mesh, selfie
+segmentation), converted to ONNX once (:mod:`vcam.graphs.export_face`), shipped in ``onnx/``
+and run by onnxruntime through :class:`vcam.avatar.face_onnx.FaceModels`, loaded only on a
+cache miss; nothing is downloaded.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
-import sys
 import time
-import types
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +30,7 @@ from vcam.avatar import landmarks as L
 log = logging.getLogger(__name__)
 
 #: Bump when enrollment's output changes, so stale cache files are not used.
-ENROLL_VERSION = 5
+ENROLL_VERSION = 6
 FRAME = framing.FRAME
 #: Long side of the copy faces are searched in.
 DETECT_MAX = 1280
@@ -128,6 +126,11 @@ def _load_cached(path: Path, source: str, sha: str) -> Portrait | None:
 
 
 def _enroll_uncached(data: bytes, source: str, sha: str, face_width_frac: float) -> Portrait:
+    with _face_models() as faces:  # one set of face-model sessions for the whole photo
+        return _enroll_with(faces, data, source, sha, face_width_frac)
+
+
+def _enroll_with(faces, data: bytes, source: str, sha: str, face_width_frac: float) -> Portrait:
     import cv2
 
     ph = photo_io.decode(data, source)
@@ -135,27 +138,25 @@ def _enroll_uncached(data: bytes, source: str, sha: str, face_width_frac: float)
     h, w = rgb.shape[:2]
     if min(h, w) < 16:
         raise InputError(f"photo too small: {source} ({w}x{h} pixels)")
-    mp = _mediapipe()
     # faces are searched in a copy no larger than DETECT_MAX
     k = min(1.0, DETECT_MAX / max(h, w))
     small = rgb if k >= 1.0 else cv2.resize(rgb, (round(w * k), round(h * k)), interpolation=cv2.INTER_AREA)
-    with _quiet():
-        turns, boxes = _upright_turns(mp, small)
-        if not boxes:
-            raise InputError(f"no face found in {source}: use a photo where the whole face, forehead to chin, "
-                             f"is clearly visible")
-        if turns:
-            log.info("%s is turned by %d degrees: the face is animated upright", source, 90 * turns)
-            small = np.ascontiguousarray(np.rot90(small, turns))
-            rgb = np.ascontiguousarray(np.rot90(rgb, turns))
-            h, w = rgb.shape[:2]
-            if ph.alpha is not None:
-                ph = photo_io.Photo(rgb=rgb, alpha=np.ascontiguousarray(np.rot90(ph.alpha, turns)))
-        boxes.sort(key=lambda b: (b[2] - b[0]) * (b[3] - b[1]), reverse=True)
-        lm_small = _mesh_around(mp, small, boxes[0])
-        if lm_small is None:
-            raise InputError(f"no face found in {source}: use a photo where the whole face, forehead to chin, "
-                             f"is clearly visible")
+    turns, boxes = _upright_turns(faces, small)
+    if not boxes:
+        raise InputError(f"no face found in {source}: use a photo where the whole face, forehead to chin, "
+                         f"is clearly visible")
+    if turns:
+        log.info("%s is turned by %d degrees: the face is animated upright", source, 90 * turns)
+        small = np.ascontiguousarray(np.rot90(small, turns))
+        rgb = np.ascontiguousarray(np.rot90(rgb, turns))
+        h, w = rgb.shape[:2]
+        if ph.alpha is not None:
+            ph = photo_io.Photo(rgb=rgb, alpha=np.ascontiguousarray(np.rot90(ph.alpha, turns)))
+    boxes.sort(key=lambda b: (b[2] - b[0]) * (b[3] - b[1]), reverse=True)
+    lm_small = _mesh_around(faces, small, boxes[0])
+    if lm_small is None:
+        raise InputError(f"no face found in {source}: use a photo where the whole face, forehead to chin, "
+                         f"is clearly visible")
     if len(boxes) > 1:
         log.warning("%d faces in %s; animating the largest", len(boxes), source)
     lm_src = lm_small.copy()
@@ -176,13 +177,12 @@ def _enroll_uncached(data: bytes, source: str, sha: str, face_width_frac: float)
     m = framing.framing_affine(lm_src, face_width_frac, FRAME)
     image, valid, alpha = framing.frame_photo(rgb, m, FRAME, ph.alpha)
     first = framing.transform_landmarks(lm_src, m)
-    with _quiet():
-        lm = _refit_on_frame(mp, image, first)
-        seg = _segment(mp, image) if alpha is None else None
-        if valid.min() < 0.5:  # the frame reaches past the photo: fill that, then segment again
-            rough = matting.person_mask(None if seg is None else seg * valid, lm, image, alpha) * valid
-            image = matting.fill_padding(image, valid, rough, lm)
-            seg = _segment(mp, image) if alpha is None else None
+    lm = _refit_on_frame(faces, image, first)
+    seg = _segment(faces, image) if alpha is None else None
+    if valid.min() < 0.5:  # the frame reaches past the photo: fill that, then segment again
+        rough = matting.person_mask(None if seg is None else seg * valid, lm, image, alpha) * valid
+        image = matting.fill_padding(image, valid, rough, lm)
+        seg = _segment(faces, image) if alpha is None else None
     mask = matting.person_mask(seg, lm, image, alpha)
     plate = matting.clean_plate(image, mask)
     return Portrait(image=image, landmarks=lm, person_mask=mask, plate=plate, valid=valid,
@@ -204,58 +204,13 @@ def estimate_yaw_deg(lm: np.ndarray) -> float:
     return float(math.degrees(math.atan2(v[2], math.hypot(v[0], v[1]))))
 
 
-def _mediapipe():
-    """Import MediaPipe quietly and without matplotlib.
+def _face_models():
+    """MediaPipe's face models as ONNX graphs (:class:`vcam.avatar.face_onnx.FaceModels`), from
+    the packaged ``onnx/`` folder; a context manager."""
+    from vcam.avatar.face_onnx import FaceModels
+    from vcam.resources import graph_dir
 
-    ``mediapipe/__init__`` imports its drawing helpers, which import ``matplotlib.pyplot`` (a
-    third of a second and more) only to plot landmarks, which vcam never does. When matplotlib
-    is not loaded yet, empty placeholders stand in for it during the import and are removed
-    right after, so a later ``import matplotlib`` anywhere gets the real one.
-    """
-    if "mediapipe" in sys.modules:
-        return sys.modules["mediapipe"]
-    os.environ.setdefault("GLOG_minloglevel", "2")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    stubs = {}
-    if "matplotlib" not in sys.modules:
-        stubs = {n: types.ModuleType(n) for n in ("matplotlib", "matplotlib.pyplot")}
-        sys.modules.update(stubs)
-    try:
-        with _quiet():
-            import mediapipe as mp
-    finally:
-        for name, stub in stubs.items():
-            if sys.modules.get(name) is stub:
-                del sys.modules[name]
-    return mp
-
-
-@contextlib.contextmanager
-def _quiet():
-    """Silence MediaPipe's C++ (absl, TFLite) chatter on stderr and its Python warnings.
-
-    The C++ side writes to file descriptor 2 directly, so it is pointed at the null device
-    for the duration. Set VCAM_MEDIAPIPE_LOGS=1 to see it.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if os.environ.get("VCAM_MEDIAPIPE_LOGS") == "1":
-            yield
-            return
-        try:
-            sys.stderr.flush()
-            saved = os.dup(2)
-        except (OSError, ValueError, AttributeError):
-            yield
-            return
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, 2)
-            os.close(devnull)
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
+    return FaceModels(graph_dir())
 
 
 #: Quarter turns are tried when no upright face in the photo as it is scores this much.
@@ -266,7 +221,7 @@ UPRIGHT_DEG = 50.0
 UPRIGHT_MARGIN = 0.1
 
 
-def _upright_turns(mp, img: np.ndarray) -> tuple[int, list]:
+def _upright_turns(faces, img: np.ndarray) -> tuple[int, list]:
     """``(k, boxes)``: the photo turned by ``k`` quarter turns (``np.rot90``) shows its face
     upright, and ``boxes`` are the faces found in that turned copy.
 
@@ -280,7 +235,7 @@ def _upright_turns(mp, img: np.ndarray) -> tuple[int, list]:
     def best_upright(boxes):
         return max((b[4] for b in boxes if abs(b[5]) < UPRIGHT_DEG), default=0.0)
 
-    boxes = _detect_faces(mp, img)
+    boxes = _detect_faces(faces, img)
     chosen = (0, boxes, best_upright(boxes))
     if chosen[2] >= UPRIGHT_SCORE:
         return 0, boxes
@@ -290,7 +245,7 @@ def _upright_turns(mp, img: np.ndarray) -> tuple[int, list]:
     # turned copy counts only with a sure face (UPRIGHT_SCORE).
     bar = max(chosen[2] + (UPRIGHT_MARGIN if chosen[2] > 0.0 else 0.0), UPRIGHT_SCORE)
     for k in (1, 2, 3):
-        turned = _detect_faces(mp, np.ascontiguousarray(np.rot90(img, k)))
+        turned = _detect_faces(faces, np.ascontiguousarray(np.rot90(img, k)))
         score = best_upright(turned)
         if score > bar:
             chosen, bar = (k, turned, score), score
@@ -319,20 +274,18 @@ def _cut_edge(lm: np.ndarray, w: int, h: int) -> str | None:
     return None
 
 
-def _detect_faces(mp, img: np.ndarray) -> list[tuple[float, float, float, float, float, float]]:
+def _detect_faces(faces, img: np.ndarray) -> list[tuple[float, float, float, float, float, float]]:
     """Faces ``(x0, y0, x1, y1, score, tilt_deg)`` in ``img``'s pixels, both detector ranges
     merged; ``tilt_deg`` is the angle of the eyes-to-mouth direction from straight down."""
     h, w = img.shape[:2]
     found: list[tuple[float, float, float, float, float, float]] = []
-    for model in (1, 0):  # full range (small faces), then short range (close-ups)
-        with mp.solutions.face_detection.FaceDetection(model_selection=model, min_detection_confidence=0.5) as fd:
-            res = fd.process(img)
-        for d in res.detections or []:
-            b = d.location_data.relative_bounding_box
-            kp = d.location_data.relative_keypoints  # right eye, left eye, nose tip, mouth, ears
-            down = ((kp[3].x - (kp[0].x + kp[1].x) / 2) * w, (kp[3].y - (kp[0].y + kp[1].y) / 2) * h)
+    for full_range in (True, False):  # full range (small faces), then short range (close-ups)
+        for d in faces.detect(img, full_range=full_range):  # MediaPipe's own thresholds: 0.6 full, 0.5 short
+            bx, by, bw, bh = d.box
+            kp = d.keypoints  # right eye, left eye, nose tip, mouth, ears
+            down = ((kp[3, 0] - (kp[0, 0] + kp[1, 0]) / 2) * w, (kp[3, 1] - (kp[0, 1] + kp[1, 1]) / 2) * h)
             tilt = math.degrees(math.atan2(down[0], down[1]))
-            box = (b.xmin * w, b.ymin * h, (b.xmin + b.width) * w, (b.ymin + b.height) * h, float(d.score[0]), tilt)
+            box = (bx * w, by * h, (bx + bw) * w, (by + bh) * h, float(d.score), tilt)
             if box[2] - box[0] < 4 or box[3] - box[1] < 4:
                 continue
             same = [i for i, o in enumerate(found) if _iou(box, o) >= 0.3]
@@ -351,23 +304,18 @@ def _iou(a, b) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def _run_mesh(mp, img: np.ndarray) -> list[np.ndarray]:
+def _run_mesh(faces, img: np.ndarray) -> list[np.ndarray]:
     """All face meshes in ``img``: (478, 3) float32 each, x, y, z in ``img``'s pixels."""
     h, w = img.shape[:2]
-    with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=5, refine_landmarks=True,
-                                         min_detection_confidence=0.3) as fm:
-        res = fm.process(np.ascontiguousarray(img))
     out = []
-    for face in res.multi_face_landmarks or []:
-        a = np.array([(p.x, p.y, p.z) for p in face.landmark], np.float32)
+    for a in faces.mesh(np.ascontiguousarray(img), max_faces=5, min_detection=0.3):
         if a.shape[0] != L.N_LANDMARKS:
             continue
-        a *= np.array([w, h, w], np.float32)
-        out.append(a)
+        out.append(a * np.array([w, h, w], np.float32))
     return out
 
 
-def _mesh_around(mp, img: np.ndarray, box) -> np.ndarray | None:
+def _mesh_around(faces, img: np.ndarray, box) -> np.ndarray | None:
     """The face mesh of the face in ``box``, fitted in a square crop around it; ``img`` pixels."""
     import cv2
 
@@ -378,9 +326,9 @@ def _mesh_around(mp, img: np.ndarray, box) -> np.ndarray | None:
     # continuous coords: u' = s (u - c) + crop/2, as a pixel-centre affine
     m[:, 2] = s * (0.5 - np.array([cx, cy])) + _MESH_CROP / 2.0 - 0.5
     crop = framing.warp(img, m, (_MESH_CROP, _MESH_CROP), border=cv2.BORDER_REPLICATE)
-    meshes = _run_mesh(mp, crop)
+    meshes = _run_mesh(faces, crop)
     if not meshes:  # the crop confused it: try the whole picture
-        return _closest(_run_mesh(mp, img), np.array([cx, cy]), side)
+        return _closest(_run_mesh(faces, img), np.array([cx, cy]), side)
     best = _closest(meshes, np.array([_MESH_CROP / 2.0] * 2), _MESH_CROP)
     if best is None:
         return None
@@ -397,12 +345,12 @@ def _closest(meshes: list[np.ndarray], centre: np.ndarray, scale: float) -> np.n
     return best
 
 
-def _refit_on_frame(mp, image: np.ndarray, first: np.ndarray) -> np.ndarray:
+def _refit_on_frame(faces, image: np.ndarray, first: np.ndarray) -> np.ndarray:
     """The mesh fitted on the framed image, or ``first`` (the first pass, moved) if that fails."""
     width = framing.face_width(first)
     best = None
     best_err = 0.08 * width
-    for a in _run_mesh(mp, image):
+    for a in _run_mesh(faces, image):
         err = float(np.median(np.linalg.norm(a[:, :2] - first[:, :2], axis=1)))
         if err < best_err:
             best, best_err = a, err
@@ -412,9 +360,7 @@ def _refit_on_frame(mp, image: np.ndarray, first: np.ndarray) -> np.ndarray:
     return best.astype(np.float32)
 
 
-def _segment(mp, image: np.ndarray) -> np.ndarray | None:
+def _segment(faces, image: np.ndarray) -> np.ndarray | None:
     """(S, S) float32 person confidence from MediaPipe selfie segmentation (general model)."""
-    with mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0) as ss:
-        res = ss.process(np.ascontiguousarray(image))
-    seg = res.segmentation_mask
+    seg = faces.segment(np.ascontiguousarray(image))
     return None if seg is None else np.asarray(seg, np.float32)

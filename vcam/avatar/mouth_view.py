@@ -47,23 +47,16 @@ def seen_gaps(avatar, motion: np.ndarray) -> np.ndarray:
     """The face mesh's inner-lip gap on the render graph's frame of each motion row, ``(K,)
     float64`` (NaN where it finds no face)."""
     from vcam.runtime.render import RenderStage
-    from vcam.avatar.enroll import _mediapipe, _quiet
+    from vcam.avatar.enroll import _face_models
 
-    mp = _mediapipe()
     gaps = np.full(motion.shape[0], np.nan)
-    with _quiet(), RenderStage(avatar, provider="cpu") as stage, \
-            mp.solutions.face_mesh.FaceMesh(static_image_mode=True, refine_landmarks=True, max_num_faces=1,
-                                            min_detection_confidence=0.3) as mesh:
+    with RenderStage(avatar, provider="cpu") as stage, _face_models() as faces:
         for i, m in enumerate(motion):
-            r = mesh.process(stage.render(m))
-            if not r.multi_face_landmarks:
+            found = faces.mesh(stage.render(m), max_faces=1, min_detection=0.3)
+            if not found:
                 continue
-            p = r.multi_face_landmarks[0].landmark
-
-            def pt(k):
-                return np.array([p[k].x, p[k].y])
-
-            gaps[i] = float(np.linalg.norm(pt(13) - pt(14)) / max(np.linalg.norm(pt(33) - pt(263)), 1e-6))
+            p = found[0][:, :2]
+            gaps[i] = float(np.linalg.norm(p[13] - p[14]) / max(np.linalg.norm(p[33] - p[263]), 1e-6))
     return gaps
 
 

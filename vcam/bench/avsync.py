@@ -173,20 +173,17 @@ def lip_gaps(frames: list[tuple[int, bytes]]) -> tuple[np.ndarray, np.ndarray]:
     """``(t_ns (n,) int64, gap (n,) float64)``: the inner-lip gap over the eye-corner distance
     (NaN where no face is found), MediaPipe face mesh on each frame alone (as ../shared/eval/facemeasure.track:
     video mode smooths the landmarks over time, which delays fast lip movement)."""
-    import mediapipe as mp
+    from vcam.avatar.enroll import _face_models
 
-    mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, refine_landmarks=True, max_num_faces=1,
-                                           min_detection_confidence=0.3, min_tracking_confidence=0.3)
     t = np.array([f[0] for f in frames], np.int64)
     gaps = np.full(len(frames), np.nan)
-    with mesh:
+    with _face_models() as faces:
         for i, (_, data) in enumerate(frames):
-            r = mesh.process(_i420_rgb(data))
-            if not r.multi_face_landmarks:
+            found = faces.mesh(_i420_rgb(data), max_faces=1, min_detection=0.3)
+            if not found:
                 continue
-            p = r.multi_face_landmarks[0].landmark
-            pt = lambda k: np.array([p[k].x * 512, p[k].y * 512])  # noqa: E731
-            gaps[i] = float(np.linalg.norm(pt(13) - pt(14)) / np.linalg.norm(pt(33) - pt(263)))
+            p = found[0][:, :2] * 512
+            gaps[i] = float(np.linalg.norm(p[13] - p[14]) / np.linalg.norm(p[33] - p[263]))
     return t, gaps
 
 
