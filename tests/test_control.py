@@ -25,7 +25,8 @@ from vcam.app.commands import (
     SetPreview,
     to_json,
 )
-from vcam.app.control import ControlClient, ControlServer, default_address
+from vcam.app.control import ControlServer, default_address
+from vcam.app.control_client import ControlClient
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="Unix sockets and file modes")
 

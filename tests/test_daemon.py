@@ -171,7 +171,7 @@ class LiveDaemon:
                                          cwd=REPO, env=self.env)
         self.reader = Y4mReader(self.proc.stdout)
         self.reader.start()
-        from vcam.app.control import ControlClient
+        from vcam.app.control_client import ControlClient
 
         self.client = ControlClient(str(self.sock), timeout_s=5.0)
 
@@ -624,7 +624,7 @@ def test_in_process_daemon_feeds_a_pyvirtualcam_backend(pulse_null_sink, workdir
             time.sleep(1.5)
             engine_frames = daemon.engine.frames - engine_frames
             status = daemon.status()
-            from vcam.app.control import ControlClient
+            from vcam.app.control_client import ControlClient
 
             assert ControlClient(opts.control_address).status()["frames"] > 0
         finally:

@@ -77,7 +77,7 @@ def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> argpa
 
 def ctl_main(args: argparse.Namespace) -> int:
     """Run one ``vcam ctl`` action; the exit status."""
-    from vcam.app.control import ControlClient
+    from vcam.app.control_client import ControlClient
 
     client = ControlClient(getattr(args, "address", None), timeout_s=getattr(args, "timeout", 5.0))
     if args.action == "status":
