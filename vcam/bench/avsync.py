@@ -314,8 +314,12 @@ def traces(mic, t_ns: np.ndarray, gaps: np.ndarray, rec_x: np.ndarray, rec_info:
 def plot(result: dict, path: str) -> None:
     """``path`` (PNG): for each measurement, every burst's microphone level and lip gap against
     time from the burst's onset on the microphone, and the half-open crossings."""
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        from vcam.runtime.errors import VcamError
 
+        raise VcamError("bench --plot needs matplotlib: pip install 'vcam-portrait[bench]'") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

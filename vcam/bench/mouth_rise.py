@@ -114,9 +114,12 @@ def clips(media_dir: Path, tmp: Path) -> tuple[list[tuple[str, Path]], list[str]
 def run(media_dir: Path, photo: Path, *, fps: int = 30) -> dict:
     """Every clip: the meter as is and on the burst track, and the known-onset rule, the mouth
     seen as a face tracker sees it on ``photo`` (its ``mouth_view``)."""
-    from scipy.signal import resample_poly
+    from vcam.runtime.errors import InputError, VcamError
 
-    from vcam.runtime.errors import InputError
+    try:
+        from scipy.signal import resample_poly
+    except ImportError:
+        raise VcamError("bench --mouth-rise needs scipy: pip install 'vcam-portrait[bench]'") from None
     from vcam.runtime.audio_file import load_audio
     from vcam.avatar.build import load_avatar
     from vcam.bench.avsync import PHASE_JITTER_S, onset_bursts
