@@ -17,6 +17,7 @@ import pytest
 
 from vcam.avatar import face_onnx
 from vcam.avatar.face_onnx import FaceDetection, FaceModels
+from vcam.runtime.errors import GraphError
 
 REPO = Path(__file__).resolve().parents[1]
 ONNX_DIR = REPO / "onnx"
@@ -140,7 +141,7 @@ def test_models_api(tmp_path):
         fm.detect(np.zeros((10, 10), np.uint8), full_range=False)
     with pytest.raises(ValueError):
         fm.segment(np.zeros((10, 10, 3), np.float32))
-    with FaceModels(tmp_path) as empty, pytest.raises(FileNotFoundError):
+    with FaceModels(tmp_path) as empty, pytest.raises(GraphError, match="is missing"):
         empty.segment(rgb)
     d = FaceDetection((0.1, 0.2, 0.3, 0.4), np.zeros((6, 2), np.float32), 0.9)
     with pytest.raises(AttributeError):

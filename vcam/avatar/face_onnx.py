@@ -597,7 +597,10 @@ class FaceModels:
 
                 path = self.onnx_dir / file
                 if not path.is_file():
-                    raise FileNotFoundError(f"{path} is missing (python -m vcam.graphs.export_face writes it)")
+                    from vcam.runtime.errors import GraphError
+
+                    raise GraphError(f"face model {path} is missing: the installation is incomplete "
+                                     f"(reinstall vcam; in a checkout, python -m vcam.graphs.export_face writes it)")
                 opts = ort.SessionOptions()
                 opts.intra_op_num_threads = 2
                 opts.inter_op_num_threads = 1
