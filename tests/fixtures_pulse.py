@@ -180,3 +180,59 @@ def pulse_null_sink(request):
         yield ns
     finally:
         ns.teardown()
+
+
+class ServerWithoutModules:
+    """A second, private PulseAudio server started with ``--disallow-module-loading``: it has a
+    null sink (``sink``, ``monitor``) and refuses every ``load-module``, as a locked-down sound
+    server does. ``env`` points libpulse (and the ALSA pulse plugin) at it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.socket = root / "native"
+        self.sink = f"vcam_locked_{secrets.token_hex(3)}"
+        self.monitor = f"{self.sink}.monitor"
+        self.env = {"PULSE_SERVER": f"unix:{self.socket}"}
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        env = {**os.environ, "PULSE_RUNTIME_PATH": str(self.root / "run"), "PULSE_STATE_PATH": str(self.root / "state")}
+        self.proc = subprocess.Popen(
+            ["pulseaudio", "-n", "--daemonize=no", "--exit-idle-time=-1", "--disallow-module-loading",
+             "--use-pid-file=no", "-L", f"module-native-protocol-unix socket={self.socket} auth-anonymous=1",
+             "-L", f"module-null-sink sink_name={self.sink}"],
+            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline:
+            r = subprocess.run(["pactl", "list", "short", "sinks"], capture_output=True, text=True,
+                               env={**os.environ, **self.env}, timeout=5)
+            if r.returncode == 0 and self.sink in r.stdout:
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        self.stop()
+        pytest.skip("a second PulseAudio server (--disallow-module-loading) did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.proc = None
+
+
+@pytest.fixture
+def pulse_without_modules(tmp_path):
+    """A running :class:`ServerWithoutModules`; skips when ``pulseaudio`` is not installed."""
+    if shutil.which("pulseaudio") is None or shutil.which("pactl") is None:
+        pytest.skip("pulseaudio and pactl are needed for a server without module support")
+    server = ServerWithoutModules(tmp_path / "locked-pulse")
+    server.root.mkdir()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

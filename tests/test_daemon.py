@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fixtures_pulse import pulse_null_sink  # noqa: F401 (fixture)
+from fixtures_pulse import pulse_null_sink, pulse_without_modules  # noqa: F401 (fixtures)
 from fixtures_x import x_display, x_env, xdotool  # noqa: F401 (fixtures)
 
 from vcam.avatar import landmarks as L
@@ -942,15 +942,10 @@ def test_the_microphone_never_hears_itself(pulse_null_sink, daemons):
     d.wait_status(lambda s: s["mic"]["muted"] is False, "un-muted", timeout=8.0)
 
 
-def test_a_sound_server_without_module_support_warns_once_and_the_camera_runs(pulse_null_sink, daemons, workdir):
-    fake = workdir / "bin" / "pactl"
-    fake.parent.mkdir()
-    real = shutil.which("pactl")
-    fake.write_text("#!/bin/sh\ncase \"$1\" in load-module) echo 'Failure: Module initialization failed' >&2; "
-                    f"exit 1;; esac\nexec {real} \"$@\"\n")
-    fake.chmod(0o755)
-    d = daemons("--photo", str(PAINTING), "--audio", pulse_null_sink.monitor, "--no-hotkeys",
-                env={"PATH": f"{fake.parent}:{os.environ['PATH']}"})
+def test_a_sound_server_without_module_support_warns_once_and_the_camera_runs(pulse_without_modules, daemons):
+    """A real sound server that refuses every module (started --disallow-module-loading)."""
+    d = daemons("--photo", str(PAINTING), "--audio", pulse_without_modules.monitor, "--no-hotkeys",
+                env=pulse_without_modules.env)
     d.wait_started()
     st = d.wait_status(lambda s: s["mic"]["state"] == "unavailable", "mic unavailable")
     assert "--no-mic" in st["mic"]["error"]
@@ -959,4 +954,6 @@ def test_a_sound_server_without_module_support_warns_once_and_the_camera_runs(pu
     time.sleep(3.0)  # retries happen meanwhile, quietly
     warned = [ln for ln in d.stderr().splitlines() if "virtual microphone" in ln]
     assert len(warned) == 1, d.stderr()
-    assert TEST_MIC not in _pulse_sources()
+    locked = subprocess.run(["pactl", "list", "short", "sources"], capture_output=True, text=True, timeout=10,
+                            env={**os.environ, **pulse_without_modules.env}).stdout
+    assert TEST_MIC not in locked and TEST_MIC not in _pulse_sources()

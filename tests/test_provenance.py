@@ -184,10 +184,11 @@ def test_the_graph_draws_the_mark_as_part_of_the_portrait(sample_avatars, monkey
     with RenderStage(avatar, provider="cpu") as bare:
         plain = bare.render(rest).astype(int)
     assert np.abs(mark).max() > 0
-    # Rounding (the graph's float colour against the integer still), and at most 3 levels on a
-    # few pixels of the window's edge columns, where the graph clamps its sampling.
+    # Rounding (the graph's float colour against the integer still), and at most 4 levels on a
+    # few pixels of the window's edges, where the graph clamps its sampling (onnxruntime 1.31
+    # gives 3 there, 1.32 4 on nine values of the bottom edge row).
     off = np.abs((marked - plain) - mark)
-    assert off.max() <= 3 and (off > 1).mean() < 1e-3
+    assert off.max() <= 4 and (off > 1).mean() < 1e-3
     assert d.found and d.payload == current_payload(), d
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fixtures_pulse import ensure_pulse_server, pulse_null_sink  # noqa: F401 (fixture)
+from fixtures_pulse import ensure_pulse_server, pulse_null_sink, pulse_without_modules  # noqa: F401 (fixtures)
 
 from vcam.runtime.audio_in import AudioSource
 from vcam.runtime.audio_ring import AudioRing
@@ -262,16 +262,11 @@ def test_a_sound_server_restart_brings_the_microphone_back(pulse):
     assert got.size > RATE and float(np.abs(got).max()) > 0.2, (got.size, float(np.abs(got).max()))
 
 
-def test_a_server_without_module_support_leaves_one_warning(pulse, tmp_path, monkeypatch, caplog):
-    """A sound server that refuses to load modules (libpulse answers the load with an error):
+def test_a_server_without_module_support_leaves_one_warning(pulse_without_modules, monkeypatch, caplog):
+    """A real sound server that refuses every module (started --disallow-module-loading):
     start() does not raise, the state says unavailable with what to do, one warning only,
     retries stay quiet."""
-    import pulsectl
-
-    def refuse(self, name, args=""):
-        raise pulsectl.PulseError("Module initialization failed")
-
-    monkeypatch.setattr(pulsectl.Pulse, "module_load", refuse)
+    monkeypatch.setenv("PULSE_SERVER", pulse_without_modules.env["PULSE_SERVER"])
     caplog.set_level("WARNING")
     with VirtualMicrophone(name=NAME, retry_s=0.2) as mic:
         time.sleep(1.5)
