@@ -7,14 +7,8 @@ import json
 import socket
 from pathlib import Path
 
-from vcam.app.control import (
-    MAX_RESPONSE_BYTES,
-    _encode,
-    _not_running,
-    _read_token_file,
-    _short,
-    parse_address,
-)
+from vcam.app.control import MAX_RESPONSE_BYTES, _encode
+from vcam.app.control_address import _not_running, _read_token_file, _short, parse_address
 from vcam.runtime.errors import DeviceError, InputError
 
 

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vcam.runtime.errors import DeviceError, InputError, VcamError
+from vcam.runtime.errors import DeviceError, VcamError
 from vcam.app import commands as cmd
 from vcam.app.commands import CommandInbox
+from vcam.sinks.live import LiveOutput, open_output
 
 log = logging.getLogger(__name__)
 
@@ -67,65 +68,6 @@ class LiveOptions:
     av_offset_ms: float = 0.0
 
 
-class _Output:
-    """One named output: the sink and the slot that feeds it on its own thread."""
-
-    def __init__(self, spec: str, sink: Any) -> None:
-        from vcam.runtime.frame_slot import LatestFrameSlot
-
-        self.spec = spec
-        self.sink = sink
-        self.slot = LatestFrameSlot(lambda frame, t_ns: sink.write(frame), name=spec)
-
-    def status(self) -> dict[str, Any]:
-        s = {"written": self.slot.written, "dropped": self.slot.dropped, "errors": self.slot.errors,
-             "error": self.slot.last_error}
-        sub = getattr(self.sink, "status", None)
-        if sub is not None:
-            inner = sub()
-            s["state"] = inner.get("state")
-            s["device"] = inner.get("device")
-            s["written"] = inner.get("frames_sent", s["written"])
-            s["dropped"] += inner.get("dropped", 0)
-            s["error"] = inner.get("error") or s["error"]
-        elif getattr(self.sink, "open", True) is False:
-            s["state"] = "closed by user"
-        else:
-            s["state"] = "running" if self.slot.errors == 0 else "failing"
-        return s
-
-    def close(self) -> None:
-        self.slot.close()
-        try:
-            self.sink.close()
-        except Exception as e:  # noqa: BLE001 - closing must go on for the others
-            log.warning("closing output %s: %s", self.spec, e)
-
-
-def open_output(spec: str, opts: LiveOptions) -> _Output:
-    """Open one live output: ``camera``, ``preview``, ``y4m:PATH`` or ``-``.
-
-    Raises ``InputError`` for an unknown spec and ``DeviceError`` for a preview without a
-    display. A missing virtual camera is not an error: the camera sink waits for one.
-    """
-    if spec == "camera":
-        from vcam.sinks.camera import VirtualCameraSink
-
-        sink = VirtualCameraSink(fps=opts.fps, device=opts.camera_device or None, retry_s=opts.camera_retry_s,
-                                 backend=opts.camera_backend)
-    elif spec == "preview":
-        from vcam.sinks.preview import PreviewWindow
-
-        sink = PreviewWindow()
-    elif spec == "-" or spec.startswith("y4m:") or spec.lower().endswith(".y4m"):
-        from vcam.sinks import open_sink
-
-        sink = open_sink(spec, fps=opts.fps)
-    else:
-        raise InputError(f"unknown live output {spec!r}: use camera, preview, y4m:PATH or - (Y4M to stdout)")
-    return _Output(spec, sink)
-
-
 class Daemon:
     """The running live webcam. ``with Daemon(opts) as d: d.run()``; :meth:`close` is idempotent.
 
@@ -141,7 +83,7 @@ class Daemon:
         self._stop = threading.Event()
         self._closed = False
         self._started_ns = time.monotonic_ns()
-        self._outputs: dict[str, _Output] = {}
+        self._outputs: dict[str, LiveOutput] = {}
         self._audio = None
         self._control = None
         self._hotkeys = None
