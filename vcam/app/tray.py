@@ -19,7 +19,7 @@ Backends (pystray's; ``PYSTRAY_BACKEND`` or the ``backend`` argument picks one):
 
 *Open…* picks a photo without blocking the tray's loop: a GTK file chooser on the GTK backends,
 otherwise a chooser in a child process -- ``zenity`` or ``kdialog`` when installed (Linux),
-``osascript`` (macOS), else Tk's file dialog (``python -m vcam.app.tray --choose-photo``).
+``osascript`` (macOS), else Tk's file dialog (``python -m vcam.app.tray_chooser --choose-photo``).
 
 Nothing is imported from pystray or PyGObject until a tray is asked for.
 """
@@ -29,7 +29,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -54,6 +53,7 @@ from vcam.app.commands import (
     SetPreview,
 )
 from vcam.app.tray_backend import GTK_BACKENDS, _icon_class, _load_backend, _oneline, _pystray, _sni_host, _x_tray_host
+from vcam.app.tray_chooser import PHOTO_PATTERNS, _chooser_command
 from vcam.app.tray_icon import draw_icon
 from vcam.app.tray_status import (
     MIC_OFFSETS_MS,
@@ -73,26 +73,9 @@ log = logging.getLogger(__name__)
 INTENSITIES: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
 REFRESH_S = 1.0
 MAX_RECENT = 8
-PHOTO_PATTERNS = ("*.jpg", "*.jpeg", "*.png", "*.webp", "*.bmp", "*.tif", "*.tiff")
 CLICK_PREVIEW_BACKENDS = ("xorg", "win32")  # a (left) click on the icon toggles the preview
 
 
-
-
-def _chooser_command(start_dir: str | None) -> list[str]:
-    """The command line of a file chooser that prints the chosen path (exit status 0) or nothing."""
-    title = "vcam: choose a portrait photo"
-    start = (start_dir or str(Path.home())).rstrip(os.sep) + os.sep
-    if sys.platform == "darwin" and shutil.which("osascript"):
-        return ["osascript", "-e", f'POSIX path of (choose file with prompt "{title}" of type {{"public.image"}})']
-    if sys.platform.startswith("linux") or "bsd" in sys.platform:
-        if shutil.which("zenity"):
-            return ["zenity", "--file-selection", f"--title={title}", f"--filename={start}",
-                    "--file-filter=Images | " + " ".join(PHOTO_PATTERNS), "--file-filter=All files | *"]
-        if shutil.which("kdialog"):
-            return ["kdialog", "--title", title, "--getopenfilename", start,
-                    " ".join(PHOTO_PATTERNS) + "|Images"]
-    return [sys.executable, "-m", "vcam.app.tray", "--choose-photo", start]
 
 
 # -- the tray --
@@ -585,38 +568,3 @@ class TrayIcon:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-# -- python -m vcam.app.tray --choose-photo [DIR]: Tk's file dialog in its own process --
-
-
-def _choose_photo_main(argv: list[str]) -> int:
-    """Print the photo chosen in a Tk file dialog; exit 1 when cancelled, 2 without Tk."""
-    start = argv[0] if argv else str(Path.home())
-    try:
-        import tkinter
-        from tkinter import filedialog
-    except ImportError as e:
-        print(f"no file dialog: tkinter is missing ({e}); install python3-tk, zenity or kdialog", file=sys.stderr)
-        return 2
-    try:
-        root = tkinter.Tk()
-    except tkinter.TclError as e:
-        print(f"no file dialog: {e}", file=sys.stderr)
-        return 2
-    root.withdraw()
-    path = filedialog.askopenfilename(
-        parent=root, title="vcam: choose a portrait photo", initialdir=start,
-        filetypes=[("Images", " ".join(PHOTO_PATTERNS)), ("All files", "*")])
-    root.destroy()
-    if not path:
-        return 1
-    print(path, flush=True)
-    return 0
-
-
-if __name__ == "__main__":
-    if sys.argv[1:2] == ["--choose-photo"]:
-        sys.exit(_choose_photo_main(sys.argv[2:]))
-    print("usage: python -m vcam.app.tray --choose-photo [DIR]", file=sys.stderr)
-    sys.exit(2)
