@@ -164,13 +164,7 @@ class HotkeyListener:
             self._stop_listener()
             self._listener = None
             return self._off("macOS does not let this process watch the keyboard")
-        self._listener = listener
-        if os.environ.get("WAYLAND_DISPLAY") or os.environ.get("XDG_SESSION_TYPE") == "wayland":
-            log.warning(
-                "hotkeys listen through XWayland: they only fire while an X11 window has the focus; "
-                "for global hotkeys under Wayland %s (or bind them in your desktop's settings)",
-                _INSTEAD,
-            )
+        self._listener = listener  # Windows, macOS (X11, and so XWayland, is _start_x11's)
         log.debug("hotkeys on: %s", ", ".join(f"{c} -> {cmd}" for c, cmd in self._bindings.items()))
 
     def _start_x11(self, combos: dict[str, str]) -> None:
