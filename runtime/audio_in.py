@@ -61,12 +61,11 @@ from vcam.runtime.pulse import (
     PulseWatcher,
     move_stream,
     pulse_info,
-    pulse_source_descriptions,
     pulse_sources,
     pulse_streams_of_pid,
 )
 
-__all__ = ["AudioSource", "pulse_info", "pulse_source_descriptions", "pulse_sources", "pulse_streams_of_pid"]
+__all__ = ["AudioSource", "pulse_info", "pulse_sources", "pulse_streams_of_pid"]
 
 log = logging.getLogger(__name__)
 

@@ -94,11 +94,6 @@ def pulse_sources() -> list[dict[str, Any]] | None:
     return _ask(lambda pulse: [_source_row(s) for s in pulse.source_list()])
 
 
-def pulse_source_descriptions() -> dict[str, str]:
-    """``{source name: description}`` (empty when no server answers)."""
-    return _ask(lambda pulse: {s.name: s.description for s in pulse.source_list()}, {})
-
-
 def pulse_sinks() -> list[dict[str, Any]] | None:
     """``[{"index", "name", "description"}]`` of the sinks; ``None`` when no server answers."""
     return _ask(lambda pulse: [{"index": s.index, "name": s.name, "description": s.description}
@@ -112,10 +107,8 @@ def pulse_streams_of_pid(pid: int, kind: str = "source-outputs") -> list[tuple[i
     def ask(pulse):
         if kind == "source-outputs":
             rows = [(o.index, o.source, o.proplist) for o in pulse.source_output_list()]
-        elif kind == "sink-inputs":
-            rows = [(i.index, i.sink, i.proplist) for i in pulse.sink_input_list()]
         else:
-            raise ValueError(f"kind: expected 'source-outputs' or 'sink-inputs', got {kind!r}")
+            rows = [(i.index, i.sink, i.proplist) for i in pulse.sink_input_list()]
         return [(idx, dev) for idx, dev, props in rows if props.get("application.process.id") == str(pid)]
 
     if kind not in ("source-outputs", "sink-inputs"):
@@ -219,14 +212,14 @@ class PulseWatcher:
         while not self._stop.is_set():
             try:
                 with connect(f"{CLIENT_NAME}-watch") as pulse:
+                    import pulsectl  # connect() imported it
+
                     pulse.event_mask_set("source", "sink", "server", "module")
                     changed = [False]
 
                     def on_event(_ev: Any) -> None:
                         changed[0] = True
                         self.events += 1
-                        import pulsectl
-
                         raise pulsectl.PulseLoopStop
 
                     pulse.event_callback_set(on_event)

@@ -73,27 +73,25 @@ def _bench(args: argparse.Namespace) -> int:
     if args.audio is not None:
         _check_audio(args.audio)
     args.settings = load_settings(args.config)
+    from vcam import assets
+
+    photos = [args.photo] if args.photo else [assets.SAMPLE_PHOTO, *assets.EXTRA_PHOTOS]
     if args.lipsync:
-        from vcam import assets
         from vcam.bench import lipsync as bench_lipsync
 
         if args.offline:
             rows = bench_lipsync.run_offline(args.media, args.eval_dir, fps=args.fps, graph_dir=args.graph_dir)
         else:
-            photos = [args.photo] if args.photo else [assets.SAMPLE_PHOTO, *assets.EXTRA_PHOTOS]
             rows = bench_lipsync.run(photos, args.media, args.eval_dir, provider=args.provider or "cpu")
         sys.stdout.write((json.dumps(rows, indent=2) if args.json else bench_lipsync.table(rows)) + "\n")
         return EXIT_OK
     if args.expressions:
-        from vcam import assets
         from vcam.bench import expressions as bench_expressions
 
-        photos = [args.photo] if args.photo else [assets.SAMPLE_PHOTO, *assets.EXTRA_PHOTOS]
         result = bench_expressions.run(photos, args.media, args.eval_dir, provider=args.provider or "cpu")
         sys.stdout.write((json.dumps(result, indent=2) if args.json else bench_expressions.table(result)) + "\n")
         return EXIT_OK
     if args.live:
-        from vcam import assets
         from vcam.bench import live as bench_live
         from vcam.bench.stages import machine_line
 
@@ -103,7 +101,6 @@ def _bench(args: argparse.Namespace) -> int:
                          + "\n")
         return EXIT_OK
     if args.av_sync:
-        from vcam import assets
         from vcam.bench import avsync as bench_avsync
         from vcam.bench.stages import machine_line
 
@@ -118,18 +115,14 @@ def _bench(args: argparse.Namespace) -> int:
         from vcam.bench import mouth_rise as bench_mouth_rise
         from vcam.bench.stages import machine_line
 
-        from vcam import assets
-
         result = bench_mouth_rise.run(args.media, args.photo or assets.SAMPLE_PHOTO, fps=args.fps)
         sys.stdout.write((json.dumps(result, indent=2) if args.json else
                           bench_mouth_rise.table(result, machine_line())) + "\n")
         return EXIT_OK
     if args.provenance:
-        from vcam import assets
         from vcam.bench import provenance as bench_provenance
         from vcam.bench.stages import machine_line
 
-        photos = [args.photo] if args.photo else [assets.SAMPLE_PHOTO, *assets.EXTRA_PHOTOS]
         result = bench_provenance.run(photos, args.audio or assets.SAMPLE_AUDIO, provider=args.provider or "cpu")
         sys.stdout.write((json.dumps(result, indent=2) if args.json else
                           bench_provenance.table(result, machine_line())) + "\n")

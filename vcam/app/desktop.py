@@ -68,21 +68,24 @@ def _desktop_quote(arg: str) -> str:
 # -- folders --
 
 
-def _xdg(var: str, fallback: str) -> Path:
-    value = os.environ.get(var, "")
-    return Path(value) if os.path.isabs(value) else Path.home() / fallback
-
-
 def applications_dir() -> Path:
-    return _xdg("XDG_DATA_HOME", ".local/share") / "applications"
+    """``$XDG_DATA_HOME/applications`` (platformdirs, as every user folder of vcam)."""
+    import platformdirs
+
+    return platformdirs.user_data_path() / "applications"
 
 
 def icons_dir() -> Path:
-    return _xdg("XDG_DATA_HOME", ".local/share") / "icons" / "hicolor" / "256x256" / "apps"
+    import platformdirs
+
+    return platformdirs.user_data_path() / "icons" / "hicolor" / "256x256" / "apps"
 
 
 def autostart_dir() -> Path:
-    return _xdg("XDG_CONFIG_HOME", ".config") / "autostart"
+    """``$XDG_CONFIG_HOME/autostart`` (the XDG Autostart spec)."""
+    import platformdirs
+
+    return platformdirs.user_config_path() / "autostart"
 
 
 def launch_agents_dir() -> Path:
@@ -199,7 +202,10 @@ class Autostart:
             raise VcamError(f"cannot turn off start at login at {self.where}: {e.strerror or e}") from None
 
     def set(self, on: bool) -> None:
-        self.enable() if on else self.disable()
+        if on:
+            self.enable()
+        else:
+            self.disable()
 
 
 def _windows_command_line(argv: list[str]) -> str:

@@ -137,14 +137,12 @@ class PulseMicDevice:
             raise
         return self._target()
 
-    def check(self, loaded: frozenset[int] | None = None) -> str | None:
-        """Why the microphone is lost (``None``: both modules are loaded). ``loaded``: the module
-        indices from a :class:`vcam.runtime.pulse.PulseWatcher`'s state (else the server is asked)."""
-        if loaded is None:
-            modules = pulse_modules()
-            if modules is None:
-                return "no sound server answers"
-            loaded = frozenset(m[0] for m in modules)
+    def check(self) -> str | None:
+        """Why the microphone is lost (``None``: both modules are loaded)."""
+        modules = pulse_modules()
+        if modules is None:
+            return "no sound server answers"
+        loaded = {m[0] for m in modules}
         if not self.modules or any(m not in loaded for m in self.modules):
             return "its modules are gone (the sound server restarted, or someone unloaded them)"
         return None
