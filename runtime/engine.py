@@ -68,20 +68,24 @@ class LiveEngine:
         ``{emotion: (37,) float32}`` from ``vcam.runtime.emotion.load_emotion_presets``.
     emotion, intensity, fade_s:
         Starting expression and the cross-fade time.
+    motion_scale:
+        How much the head moves, 0 (still) .. 2 (lively); 1 is a speaker's range (see
+        :attr:`vcam.runtime.motion.MotionStage.head_motion`).
     provider, threads, seed, badge:
         As :class:`vcam.runtime.motion.MotionStage` / :class:`vcam.runtime.render.RenderStage` (every
         frame carries the invisible watermark; ``badge`` adds the visible "AI" label).
 
     Thread-safe controls (applied between frames): :meth:`set_audio`, :meth:`set_emotion`,
-    :meth:`set_intensity`, :meth:`set_paused`, :meth:`set_avatar`, :meth:`add_output`,
+    :meth:`set_intensity`, :meth:`set_motion_scale`, :meth:`set_paused`, :meth:`set_avatar`, :meth:`add_output`,
     :meth:`remove_output`. :meth:`status` returns a JSON-safe snapshot, refreshed twice a second.
     """
 
     def __init__(self, avatar: AvatarTensors, *, fps: float, presets: dict[str, np.ndarray],
                  emotion: str = "neutral", intensity: float = 0.8, fade_s: float = 0.3,
                  provider: str = "auto", threads: int = 0, seed: int | None = None,
-                 badge: Badge | None = None) -> None:
+                 badge: Badge | None = None, motion_scale: float = 1.0) -> None:
         self.fps = float(fps)
+        self._motion_scale = float(motion_scale)
         self._badge = badge
         self._provider_req, self._threads, self._seed = provider, threads, seed
         self._motion, self._render = self._open_stages(avatar)
@@ -138,7 +142,8 @@ class LiveEngine:
     def _open_on(self, provider: str, avatar: AvatarTensors) -> tuple[MotionStage, RenderStage]:
         """Both graphs on ``provider`` (``"auto"`` keeps the motion graph on the CPU, see
         :class:`MotionStage`); nothing left open if either fails."""
-        motion = MotionStage(fps=self.fps, seed=self._seed, provider=provider, threads=self._threads)
+        motion = MotionStage(fps=self.fps, seed=self._seed, provider=provider, threads=self._threads,
+                             head_motion=self._motion_scale)
         try:
             return motion, RenderStage(avatar, provider=provider, threads=self._threads, badge=self._badge)
         except BaseException:
@@ -161,6 +166,10 @@ class LiveEngine:
 
     def set_intensity(self, intensity: float) -> None:
         self._post("emotion", (None, intensity))
+
+    def set_motion_scale(self, scale: float) -> None:
+        """How much the head moves: 0 (still) .. 2 (lively), 1 a speaker's range."""
+        self._post("motion_scale", float(scale))
 
     def set_paused(self, paused: bool | None) -> None:
         """Pause (``True``) or resume lip motion; ``None`` toggles. Paused, the audio is ignored."""
@@ -289,6 +298,9 @@ class LiveEngine:
                 if intensity is not None:
                     self._intensity = float(intensity)
                 self._mixer.set(self._emotion, self._intensity)
+            elif op == "motion_scale":
+                self._motion.head_motion = value
+                self._motion_scale = self._motion.head_motion
             elif op == "paused":
                 self._paused = (not self._paused) if value is None else bool(value)
             elif op == "avatar":
@@ -386,6 +398,7 @@ class LiveEngine:
             "provider": self._render.provider.replace("ExecutionProvider", "").lower(),
             "emotion": self._emotion,
             "intensity": round(self._intensity, 3),
+            "motion_scale": round(self._motion_scale, 3),
             "paused": self._paused,
             "latency_ms": ms("latency"),
             "stages_ms": {s: ms(s) for s in ("audio", "motion", "render", "publish", "frame")},

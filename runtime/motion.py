@@ -18,6 +18,10 @@ from vcam.runtime.errors import GraphError
 from vcam.runtime.graph import OnnxGraph
 
 
+#: The largest head-motion scale (``[motion] head_motion``): twice a calm speaker's range.
+HEAD_MOTION_MAX = 2.0
+
+
 def frame_window_end(t_s: float, lookahead_ms: float, hop_s: float = 0.01) -> int:
     """Index of the last mel frame the graph may see for a video frame shown at ``t_s`` seconds.
 
@@ -44,7 +48,7 @@ class MotionStage:
     """
 
     def __init__(self, *, fps: float, seed: int | None, provider: str = "auto", threads: int = 0,
-                 graph_dir=None, copy_inputs: bool | None = None) -> None:
+                 graph_dir=None, copy_inputs: bool | None = None, head_motion: float = 1.0) -> None:
         if not fps > 0:
             raise GraphError(f"motion stage: fps must be > 0, got {fps}")
         self.fps = float(fps)
@@ -78,8 +82,24 @@ class MotionStage:
         if self._motion_out.shape != (1, N_MOTION):
             raise GraphError(f"motion graph output is {self._motion_out.shape}, expected (1, {N_MOTION})")
         self._motion = self._motion_out[0]
+        self._pose = self._motion[N_BLENDSHAPES:]  # yaw, pitch, roll (deg), headX, headY (px), headZ
+        self.head_motion = head_motion
         self._rng = np.random.default_rng(seed)
         self._closed = False
+
+    @property
+    def head_motion(self) -> float:
+        """How much the head moves: 0 still, 1 as the graph makes it (a speaker's range), up to
+        :data:`HEAD_MOTION_MAX` (lively). Scales the pose the graph outputs (yaw, pitch, roll,
+        sway); its dynamics, in the state, are untouched, so a change is smooth."""
+        return self._head_motion
+
+    @head_motion.setter
+    def head_motion(self, value: float) -> None:
+        value = float(value)
+        if not 0.0 <= value <= HEAD_MOTION_MAX:
+            raise GraphError(f"motion stage: head motion must be 0..{HEAD_MOTION_MAX:g}, got {value!r}")
+        self._head_motion = value
 
     @property
     def window_frames(self) -> int:
@@ -138,6 +158,8 @@ class MotionStage:
         self._rng.random(dtype=np.float32, out=self._noise)
         self._graph.run()
         self._state[...] = self._state_out
+        if self._head_motion != 1.0:
+            self._pose *= self._head_motion
         return self._motion
 
     @property

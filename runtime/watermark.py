@@ -10,7 +10,7 @@ move all three together and leave the payload intact.
 
 The keys come from SHAKE-256, not from a numpy generator, so they never change with a numpy
 release. The amplitude follows the photo's local texture: up to 6 levels in hair and fabric,
-where the eye does not see it and the encoder keeps it, 0.6 on flat skin and walls, where a
+where the eye does not see it and the encoder keeps it, 0.8 on flat skin and walls, where a
 stronger mark shows as grain, none where the face moves; the whole is held to 42.5 dB PSNR
 or more.
 
@@ -44,7 +44,7 @@ KEY_WEIGHTS = (0.70, 0.50, 0.50)
 
 #: Amplitude of the mark in 8-bit levels: ``AMP_FLAT + AMP_PER_STD * texture``, clipped to
 #: ``[AMP_FLAT, AMP_MAX]`` (see :func:`mark_amplitude`).
-AMP_FLAT = 0.6
+AMP_FLAT = 0.8
 AMP_PER_STD = 0.3
 AMP_MAX = 6.0
 TEXTURE_RADIUS = 4

@@ -120,10 +120,11 @@ def test_render_options_override_settings(job, photo, speech, tmp_path):
     config.write_text("[render]\nfps = 10\nseed = 3\n")
     argv = ["render", "--photo", str(photo), "--audio", str(speech), "--out", str(tmp_path / "o.mp4")]
     argv += ["--config", str(config), "--emotion", "happy", "--intensity", "0.5", "--seed", "7"]
-    argv += ["--provider", "cpu", "--motion-out", str(tmp_path / "m.csv")]
+    argv += ["--provider", "cpu", "--motion-out", str(tmp_path / "m.csv"), "--motion-scale", "1.5"]
     assert main(argv) == 0
     (_, kw), = job.calls
     assert kw["fps"] == 10  # from the config file
+    assert kw["settings"].motion.scale == 1.5
     assert (kw["seed"], kw["emotion"], kw["intensity"], kw["provider"]) == (7, "happy", 0.5, "cpu")
     assert kw["motion_csv"] == tmp_path / "m.csv"
 
@@ -195,6 +196,7 @@ def test_bad_inputs_one_line_exit_2_no_output(job, photo, speech, tmp_path, caps
     [
         ["render", "--photo", "p.png", "--audio", "a.wav"],  # no --out
         ["render", "--sample", "--intensity", "2"],
+        ["render", "--sample", "--motion-scale", "2.5"],
         ["render", "--sample", "--fps", "fast"],
         ["render", "--sample", "--emotion", "bored"],
         ["render", "--sample", "--provider", "tpu"],

@@ -20,6 +20,7 @@ from vcam.app.commands import (
     SetAudio,
     SetEmotion,
     SetIntensity,
+    SetMotionScale,
     SetPaused,
     SetPhoto,
     SetPreview,
@@ -40,6 +41,7 @@ STATUS = {
     "outputs": {"v4l2": {"device": "/dev/video10", "frames": 1230}},
     "emotion": "happy",
     "intensity": 0.7,
+    "motion_scale": 1.0,
     "paused": False,
     "photo": "/home/me/face.jpg",
     "provider": "cpu",
@@ -141,6 +143,7 @@ def test_status(server):
         (b'{"command": "dance"}\n', "unknown command 'dance'"),
         (b'{"command": "emotion", "name": "smug"}\n', "unknown emotion 'smug'"),
         (b'{"command": "intensity", "intensity": 3}\n', "intensity must be a number 0..1, got 3"),
+        (b'{"command": "motion_scale", "scale": -1}\n', "the motion scale must be a number 0..2, got -1"),
         (b'{"command": "status", "verbose": true}\n', "'status' takes no arguments"),
     ],
 )
@@ -399,6 +402,8 @@ def run_ctl(*argv: str) -> int:
         (["emotion", "surprised"], SetEmotion("surprised")),
         (["emotion", "happy", "--intensity", "0.4"], SetEmotion("happy", 0.4)),
         (["intensity", "1"], SetIntensity(1.0)),
+        (["motion-scale", "1.5"], SetMotionScale(1.5)),
+        (["motion-scale", "0"], SetMotionScale(0.0)),
         (["pause"], SetPaused(True)),
         (["resume"], SetPaused(False)),
         (["toggle-pause"], SetPaused(None)),
@@ -430,7 +435,8 @@ def test_ctl_photo_must_exist(server, inbox, tmp_path):
     assert inbox.drain() == []
 
 
-@pytest.mark.parametrize("argv", [["emotion", "smug"], ["intensity", "2"], ["preview", "maybe"], ["dance"], []])
+@pytest.mark.parametrize("argv", [["emotion", "smug"], ["intensity", "2"], ["motion-scale", "3"], ["preview", "maybe"],
+                                  ["dance"], []])
 def test_ctl_usage_errors(argv, capsys):
     with pytest.raises(SystemExit) as e:
         build_parser().parse_args(["ctl", *argv])
@@ -440,7 +446,7 @@ def test_ctl_usage_errors(argv, capsys):
 def test_ctl_status(server, capsys):
     assert run_ctl("status") == 0
     out = capsys.readouterr().out
-    for text in ("up 1h 02m 03s", "provider cpu", "happy, intensity 0.7", "29.97 fps, 1234 frames, 2 dropped",
+    for text in ("up 1h 02m 03s", "provider cpu", "happy, intensity 0.7", "head motion: x1", "29.97 fps, 1234 frames, 2 dropped",
                  "p50 41.5 ms, p95 55 ms", "render  p50 18.25 ms, p95 24 ms", "/home/me/face.jpg",
                  "source mic, overruns 0", "device /dev/video10", "gpu_temp:  61"):
         assert text in out, (text, out)

@@ -495,6 +495,14 @@ def test_vcam_ctl_drives_a_running_daemon(pulse_null_sink, daemons, enrolled):
     assert status["audio"]["source"] == pulse_null_sink.monitor, status
     assert "video:" in d.ctl("status").stdout
 
+    # motion-scale: applied between frames, reported in the status
+    assert status["motion_scale"] == 1.0
+    d.ctl("motion-scale", "0")
+    d.wait_status(lambda s: s.get("motion_scale") == 0.0, "motion_scale 0 in status")
+    assert "head motion: x0" in d.ctl("status").stdout
+    d.ctl("motion-scale", "1")
+    d.wait_status(lambda s: s.get("motion_scale") == 1.0, "motion_scale 1 in status")
+
     # emotion surprised raises the brows
     d.settle()
     time.sleep(0.8)

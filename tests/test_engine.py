@@ -179,6 +179,22 @@ def test_engine_emotion_crossfades(engine):
     assert engine.status()["emotion"] in ("happy", "neutral")
 
 
+def test_engine_motion_scale_applies_between_frames(engine):
+    pose = slice(IDX["headYaw"], IDX["headZ"] + 1)
+    engine.set_motion_scale(0.0)
+    for _ in range(3):
+        engine.tick(time.monotonic_ns(), 1 / 30)
+    assert not engine._motion.motion[pose].any()
+    engine._refresh_status()
+    assert engine.status()["motion_scale"] == 0.0
+    engine.set_motion_scale(1.0)
+    for _ in range(3):
+        engine.tick(time.monotonic_ns(), 1 / 30)
+    assert engine._motion.motion[pose].any()
+    engine._refresh_status()
+    assert engine.status()["motion_scale"] == 1.0
+
+
 def test_engine_swaps_the_portrait_between_frames(engine, sample_avatars):
     engine.set_avatar(sample_avatars["beard_bw"])
     frame = engine.tick(time.monotonic_ns(), 1 / 30).copy()

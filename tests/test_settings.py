@@ -40,6 +40,7 @@ def test_defaults():
     assert s.enroll.face_width_frac == 0.40
     assert (s.engine.provider, s.engine.threads) == ("auto", 0)
     assert (s.emotion.default, s.emotion.intensity, s.emotion.crossfade_ms) == ("neutral", 0.8, 300)
+    assert s.motion.scale == 1.0
     assert (s.live.fps, s.live.audio, s.live.outputs) == (30, "mic", ("camera",))
     assert s.files == (default_config_path(),)
 

@@ -81,6 +81,22 @@ def test_mp4_colours_survive(tmp_path):
     assert np.abs(rgb - solid).max() <= 4
 
 
+def test_mp4_key_frames_every_30_seconds(tmp_path):
+    """A still background is coded afresh at each key frame (it pumps): one every 30 s."""
+    from vcam.sinks.mp4 import KEYFRAME_S
+
+    path = tmp_path / "long.mp4"
+    still = np.full((512, 512, 3), 120, np.uint8)
+    with Mp4Sink(path, fps=2) as sink:
+        for i in range(2 * 70):  # 70 s of a still background with a small thing moving on it
+            f = still.copy()
+            f[200:220, 100 + i:120 + i] = 30
+            sink.write(f)
+    with av.open(str(path)) as c:
+        keys = [i for i, p in enumerate(c.demux(video=0)) if p.size and p.is_keyframe]
+    assert KEYFRAME_S == 30 and keys == [0, 60, 120]
+
+
 def test_mp4_exception_in_with_block_leaves_nothing(tmp_path):
     path = tmp_path / "out.mp4"
     with pytest.raises(RuntimeError, match="render failed"):

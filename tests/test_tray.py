@@ -28,6 +28,7 @@ from vcam.app.commands import (
     SetAudio,
     SetEmotion,
     SetIntensity,
+    SetMotionScale,
     SetPaused,
     SetPhoto,
     SetPreview,
@@ -110,16 +111,17 @@ def test_menu_structure():
     tray, _, _ = _tray()
     menu = tray.menu()
     top = _items(menu)
-    assert [i.text for i in top] == ["vcam: happy 75% · 30 fps", "Emotion", "Intensity", "Portrait", "Audio",
+    assert [i.text for i in top] == ["vcam: happy 75% · 30 fps", "Emotion", "Intensity", "Head motion", "Portrait", "Audio",
                                      "Pause lip sync", "Preview", "Microphone", "Voice offset", "Start at login",
                                      "Quit"]
     assert not top[0].enabled  # the status line
     assert [i.text for i in _items(_find(menu, "Emotion").submenu)] == [e.capitalize() for e in EMOTIONS]
     assert [i.text for i in _items(_find(menu, "Intensity").submenu)] == ["25%", "50%", "75%", "100%"]
+    assert [i.text for i in _items(_find(menu, "Head motion").submenu)] == ["Still", "Calm", "Natural", "Lively"]
     assert [i.text for i in _items(_find(menu, "Portrait").submenu)] == ["me.jpg (photos)", "me.jpg (old)",
                                                                          "painting.png", "Open…"]
     assert [i.text for i in _items(_find(menu, "Audio").submenu)] == ["Mic", "System"]
-    for sub in ("Emotion", "Intensity", "Audio"):
+    for sub in ("Emotion", "Intensity", "Head motion", "Audio"):
         assert all(i.radio for i in _items(_find(menu, sub).submenu))
     assert _find(menu, "Pause lip sync").checked is False and not _find(menu, "Pause lip sync").radio
     assert _find(menu, "Quit").checked is None
@@ -134,16 +136,19 @@ def test_checks_follow_the_status():
 
     assert checked("Emotion") == ["Happy"]
     assert checked("Intensity") == ["75%"]
+    assert checked("Head motion") == []  # not in the status yet
     assert checked("Portrait") == ["painting.png"]
     assert checked("Audio") == ["Mic"]
     assert _find(menu, "Preview").checked is True
 
-    status.value = {**STATUS, "emotion": "sad", "intensity": 0.3, "paused": True, "photo": "/photos/old/me.jpg",
+    status.value = {**STATUS, "emotion": "sad", "intensity": 0.3, "motion_scale": 1.4, "paused": True,
+                    "photo": "/photos/old/me.jpg",
                     "audio": {"source": "USB Headset", "state": "listening"}, "outputs": {"camera": {"state": "open"}}}
     tray.refresh()
     menu = tray.menu()
     assert checked("Emotion") == ["Sad"]
     assert checked("Intensity") == ["25%"]  # the nearest step
+    assert checked("Head motion") == ["Lively"]  # the nearest step
     assert checked("Portrait") == ["me.jpg (old)"]
     assert [i.text for i in _items(_find(menu, "Audio").submenu)] == ["Mic", "System", "USB Headset"]
     assert checked("Audio") == ["USB Headset"]
@@ -177,11 +182,13 @@ def test_menu_items_post_commands():
     for name in EMOTIONS:
         _click(_find(menu, "Emotion", name.capitalize()))
     _click(_find(menu, "Intensity", "50%"))
+    _click(_find(menu, "Head motion", "Still"))
     _click(_find(menu, "Portrait", "me.jpg (old)"))
     _click(_find(menu, "Audio", "System"))
     _click(_find(menu, "Pause lip sync"))
     _click(_find(menu, "Preview"))
-    assert inbox.drain() == [*(SetEmotion(n) for n in EMOTIONS), SetIntensity(0.5), SetPhoto("/photos/old/me.jpg"),
+    assert inbox.drain() == [*(SetEmotion(n) for n in EMOTIONS), SetIntensity(0.5), SetMotionScale(0.0),
+                             SetPhoto("/photos/old/me.jpg"),
                              SetAudio("system"), SetPaused(True), SetPreview(False)]
     _click(_find(menu, "Quit"))
     assert inbox.drain() == [Quit()]

@@ -28,6 +28,9 @@ def number_range(lo: float, hi: float):
 unit = number_range(0.0, 1.0)
 """A number 0..1 (an expression's intensity)."""
 
+motion_scale = number_range(0.0, 2.0)
+"""How much the head moves, 0..2 (``[motion] scale``)."""
+
 offset_ms = _ranged(float, "a number of milliseconds", "-500..500", -500.0, 500.0)
 """The virtual microphone's delay trim, ms."""
 

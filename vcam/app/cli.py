@@ -19,7 +19,7 @@ from pathlib import Path
 from vcam.runtime.channels import EMOTIONS
 from vcam.runtime.errors import InputError, VcamError
 from vcam import __version__
-from vcam.app.argtypes import int_range as _int_range, number_range, offset_ms as _offset_ms, unit as _unit
+from vcam.app.argtypes import int_range as _int_range, motion_scale as _motion_scale, number_range, offset_ms as _offset_ms, unit as _unit
 
 log = logging.getLogger("vcam")
 
@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     render.add_argument("--face-width", type=_face_width, metavar="0.2..0.8",
                         help="zoom: the face's width as a share of the frame (default: [enroll] face_width_frac)")
+    render.add_argument("--motion-scale", type=_motion_scale, metavar="0..2",
+                        help="how much the head moves: 0 still, 1 a speaker's range, 2 lively "
+                             "(default: [motion] scale)")
     render.add_argument(
         "--motion-out", type=Path, metavar="M.csv", help="also write the motion channels per frame as CSV"
     )
@@ -139,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="expression strength (default: [emotion] intensity)")
     run.add_argument("--face-width", type=_face_width, metavar="0.2..0.8",
                      help="zoom: the face's width as a share of the frame (default: [enroll] face_width_frac)")
+    run.add_argument("--motion-scale", type=_motion_scale, metavar="0..2",
+                     help="how much the head moves: 0 still, 1 a speaker's range, 2 lively "
+                          "(default: [motion] scale)")
     run.add_argument("--no-tray", action="store_true", help="no system-tray icon")
     run.add_argument("--no-hotkeys", action="store_true", help="no global hotkeys")
     run.add_argument("--seed", type=_int_range(0, 2**32 - 1), metavar="N",
@@ -276,6 +282,7 @@ def _run_live(args: argparse.Namespace) -> int:
         provider=args.provider or settings.engine.provider,
         threads=settings.engine.threads,
         face_width_frac=settings.enroll.face_width_frac,
+        motion_scale=settings.motion.scale,
         camera_device=live.camera_device,
         camera_retry_s=live.camera_retry_s,
         tray=live.tray and not args.no_tray,
@@ -344,6 +351,15 @@ def _check_out(path: Path, what: str, suffix: str | None, *, inputs: Sequence[Pa
 _face_width = number_range(0.2, 0.8)
 
 
+def _with_motion_scale(settings, scale: float | None):
+    """``settings`` with ``[motion] scale`` replaced when ``--motion-scale`` was given."""
+    import dataclasses
+
+    if scale is None:
+        return settings
+    return dataclasses.replace(settings, motion=dataclasses.replace(settings.motion, scale=scale))
+
+
 def _with_face_width(settings, face_width: float | None):
     """``settings`` with ``[enroll] face_width_frac`` replaced when ``--face-width`` was given."""
     if face_width is None:
@@ -357,7 +373,8 @@ def _settings_for(args: argparse.Namespace):
     """The settings file (``--config``) with ``--face-width`` and ``--no-badge`` laid over it."""
     from vcam.app.settings import load_settings
 
-    return _without_badge(_with_face_width(load_settings(args.config), args.face_width), args.no_badge)
+    settings = _with_face_width(load_settings(args.config), args.face_width)
+    return _with_motion_scale(_without_badge(settings, args.no_badge), getattr(args, "motion_scale", None))
 
 
 def _without_badge(settings, no_badge: bool):

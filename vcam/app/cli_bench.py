@@ -35,6 +35,10 @@ def add_parser(sub, common: argparse.ArgumentParser) -> None:
     bench.add_argument("--expressions", action="store_true",
                        help="instead: render each emotion, silence and the --media speech on the portraits and "
                             "score emotions and liveness")
+    bench.add_argument("--realism", action="store_true",
+                       help="instead: render the portraits (and darker, cool and sepia variants) speaking the "
+                            "--media speech and score teeth against the cheeks, the head's halo over a sharp "
+                            "background, head roll and the frame's padding")
     bench.add_argument("--live", action="store_true",
                        help="instead: measure the live webcam's audio->mouth latency and frame rate from outside "
                             "(needs PulseAudio or PipeWire)")
@@ -90,6 +94,12 @@ def _bench(args: argparse.Namespace) -> int:
 
         result = bench_expressions.run(photos, args.media, args.eval_dir, provider=args.provider or "cpu")
         sys.stdout.write((json.dumps(result, indent=2) if args.json else bench_expressions.table(result)) + "\n")
+        return EXIT_OK
+    if args.realism:
+        from vcam.bench import realism as bench_realism
+
+        rows = bench_realism.run(photos, args.media, args.eval_dir, provider=args.provider or "cpu")
+        sys.stdout.write((json.dumps(rows, indent=2) if args.json else bench_realism.table(rows)) + "\n")
         return EXIT_OK
     if args.live:
         from vcam.bench import live as bench_live

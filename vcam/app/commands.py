@@ -34,6 +34,13 @@ class SetIntensity:
 
 
 @dataclass(frozen=True)
+class SetMotionScale:
+    """How much the head moves: 0 (still) .. 2 (lively), 1 a speaker's range."""
+
+    scale: float
+
+
+@dataclass(frozen=True)
 class SetPaused:
     """Pause (``True``) or resume (``False``) lip motion; ``None`` toggles."""
 
@@ -80,11 +87,12 @@ class Quit:
     """Stop the daemon: release the camera and audio device, then exit."""
 
 
-Command = SetEmotion | SetIntensity | SetPaused | SetPhoto | SetAudio | SetPreview | SetMic | SetAvOffset | Quit
+Command = SetEmotion | SetIntensity | SetMotionScale | SetPaused | SetPhoto | SetAudio | SetPreview | SetMic | SetAvOffset | Quit
 
 _KINDS: dict[str, type] = {
     "emotion": SetEmotion,
     "intensity": SetIntensity,
+    "motion_scale": SetMotionScale,
     "pause": SetPaused,
     "photo": SetPhoto,
     "audio": SetAudio,
@@ -130,6 +138,10 @@ def validate(command: Command) -> None:
         _check_unit(command.intensity, allow_none=True)
     elif isinstance(command, SetIntensity):
         _check_unit(command.intensity, allow_none=False)
+    elif isinstance(command, SetMotionScale):
+        v = command.scale
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= 2.0:
+            raise InputError(f"the motion scale must be a number 0..2, got {v!r}")
     elif isinstance(command, SetAvOffset):
         v = command.ms
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not -500.0 <= v <= 500.0:

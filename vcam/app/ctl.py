@@ -16,7 +16,7 @@ from typing import Any
 
 from vcam.runtime.channels import EMOTIONS
 from vcam.runtime.errors import InputError
-from vcam.app.argtypes import offset_ms as _offset_ms, unit as _unit
+from vcam.app.argtypes import motion_scale as _motion_scale, offset_ms as _offset_ms, unit as _unit
 
 EXIT_OK = 0
 _LABEL_WIDTH = 10
@@ -46,6 +46,9 @@ def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> argpa
 
     intensity = actions.add_parser("intensity", help="set the strength of the current expression")
     intensity.add_argument("value", type=_unit, metavar="0..1")
+
+    motion = actions.add_parser("motion-scale", help="how much the head moves")
+    motion.add_argument("value", type=_motion_scale, metavar="0..2", help="0 still, 1 a speaker's range, 2 lively")
 
     actions.add_parser("pause", help="pause lip motion")
     actions.add_parser("resume", help="resume lip motion")
@@ -98,6 +101,8 @@ def build_request(args: argparse.Namespace) -> dict[str, Any]:
         return {"command": "emotion", "name": args.name, "intensity": args.intensity}
     if action == "intensity":
         return {"command": "intensity", "intensity": args.value}
+    if action == "motion-scale":
+        return {"command": "motion_scale", "scale": args.value}
     if action in ("pause", "resume", "toggle-pause"):
         return {"command": "pause", "paused": {"pause": True, "resume": False}.get(action)}
     if action == "photo":
@@ -157,6 +162,7 @@ def format_status(status: Mapping[str, Any]) -> str:
         f"intensity {_num(_number(status['intensity']))}" if status.get("intensity") is not None else None,
         "lip motion paused" if "paused" in status and _bool(status["paused"]) else None,
     )))
+    section(("motion_scale",), lambda: _line("head motion", f"x{_num(_number(status['motion_scale']))}"))
     section(("fps", "frames", "dropped"), lambda: _line("video", _join(
         f"{_num(_number(status['fps']))} fps" if "fps" in status else None,
         f"{int(status['frames'])} frames" if "frames" in status else None,

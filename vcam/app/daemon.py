@@ -50,6 +50,7 @@ class LiveOptions:
     provider: str = "auto"
     threads: int = 0
     face_width_frac: float = 0.40
+    motion_scale: float = 1.0
     camera_device: str = ""
     camera_retry_s: float = 5.0
     camera_backend: str | None = None
@@ -123,7 +124,8 @@ class Daemon:
         self.engine = LiveEngine(avatar, fps=opts.fps, presets=load_emotion_presets(), emotion=opts.emotion,
                                  intensity=opts.intensity, fade_s=opts.fade_s, provider=opts.provider,
                                  threads=opts.threads, seed=opts.seed,
-                                 badge=Badge.make(opts.badge_corner) if opts.badge else None)
+                                 badge=Badge.make(opts.badge_corner) if opts.badge else None,
+                                 motion_scale=opts.motion_scale)
         for spec in dict.fromkeys(opts.outputs):
             self._add_output(spec)
         if opts.mic:
@@ -279,6 +281,8 @@ class Daemon:
             engine.set_emotion(command.name, command.intensity)
         elif isinstance(command, cmd.SetIntensity):
             engine.set_intensity(command.intensity)
+        elif isinstance(command, cmd.SetMotionScale):
+            engine.set_motion_scale(command.scale)
         elif isinstance(command, cmd.SetPaused):
             engine.set_paused(command.paused)
         elif isinstance(command, cmd.SetPhoto):

@@ -110,7 +110,8 @@ def render_file(photo, audio, out, *, settings, emotion: str, intensity: float, 
 
     csv_tmp = None
     rows = np.zeros((n_frames, 1 + len(MOTION)), np.float32) if motion_csv else None
-    with MotionStage(fps=fps, seed=seed, provider=provider, threads=threads) as motion_stage, \
+    with MotionStage(fps=fps, seed=seed, provider=provider, threads=threads,
+                     head_motion=settings.motion.scale) as motion_stage, \
             RenderStage(avatar, provider=provider, threads=threads, badge=make_badge(settings)) as render_stage, \
             ThreadedSink(Mp4Sink(out, fps=fps, audio=pcm48, audio_rate=48000, crf=settings.render.crf,
                                  preset=settings.render.preset, sign=content_credentials(out))) as sink:

@@ -178,6 +178,13 @@ class EmotionConfig:
 
 
 @dataclass(frozen=True)
+class MotionConfig:
+    """``[motion]``: how the head moves."""
+
+    scale: float = _key(_Float(0.0, 2.0))
+
+
+@dataclass(frozen=True)
 class LiveConfig:
     """``[live]``: the live virtual webcam (``vcam run``)."""
 
@@ -230,6 +237,7 @@ class Settings:
     enroll: EnrollConfig
     engine: EngineConfig
     emotion: EmotionConfig
+    motion: MotionConfig
     live: LiveConfig
     mic: MicConfig
     hotkeys: HotkeysConfig
@@ -242,6 +250,7 @@ _SECTIONS: dict[str, type] = {
     "enroll": EnrollConfig,
     "engine": EngineConfig,
     "emotion": EmotionConfig,
+    "motion": MotionConfig,
     "live": LiveConfig,
     "mic": MicConfig,
     "hotkeys": HotkeysConfig,

@@ -44,6 +44,7 @@ from vcam.app.commands import (
     CommandInbox,
     Quit,
     SetAudio,
+    SetMotionScale,
     SetAvOffset,
     SetEmotion,
     SetIntensity,
@@ -71,6 +72,8 @@ from vcam.app.tray_status import (
 log = logging.getLogger(__name__)
 
 INTENSITIES: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
+#: The "Head motion" menu: label and ``[motion] scale``.
+HEAD_MOTIONS: tuple[tuple[str, float], ...] = (("Still", 0.0), ("Calm", 0.5), ("Natural", 1.0), ("Lively", 1.6))
 REFRESH_S = 1.0
 MAX_RECENT = 8
 CLICK_PREVIEW_BACKENDS = ("xorg", "win32")  # a (left) click on the icon toggles the preview
@@ -191,6 +194,10 @@ class TrayIcon:
                 Item(f"{round(v * 100)}%", self._poster(SetIntensity(v)), radio=True,
                      checked=functools.partial(self._intensity_is, v))
                 for v in INTENSITIES])),
+            Item("Head motion", Menu(*[
+                Item(label, self._poster(SetMotionScale(v)), radio=True,
+                     checked=functools.partial(self._motion_is, v))
+                for label, v in HEAD_MOTIONS])),
             Item("Portrait", Menu(self._portrait_items)),
             Item("Audio", Menu(self._audio_items)),
             Menu.SEPARATOR,
@@ -235,6 +242,13 @@ class TrayIcon:
         current = _num(self._status.get("intensity"))
         return current is not None and abs(current - value) < 0.125  # the nearest step
 
+    def _motion_is(self, value: float, _item: Any) -> bool:
+        current = _num(self._status.get("motion_scale"))
+        if current is None:
+            return False
+        nearest = min(HEAD_MOTIONS, key=lambda lv: abs(lv[1] - current))[1]
+        return nearest == value
+
     def _portrait_items(self):
         pystray = _pystray()
         Item = pystray.MenuItem
@@ -264,7 +278,8 @@ class TrayIcon:
     def _menu_state(self) -> tuple:
         """Everything the menu shows; it is rebuilt when this changes."""
         s = self._status
-        return (status_line(s), s.get("emotion"), _num(s.get("intensity")), s.get("paused") is True,
+        return (status_line(s), s.get("emotion"), _num(s.get("intensity")), _num(s.get("motion_scale")),
+                s.get("paused") is True,
                 str(s.get("photo")), _audio(s)[0], preview_shown(s), tuple(self._photos), mic_on(s),
                 _num((s.get("mic") or {}).get("offset_ms")) if isinstance(s.get("mic"), dict) else None,
                 self._autostart_on())

@@ -30,7 +30,7 @@ from vcam.avatar import landmarks as L
 log = logging.getLogger(__name__)
 
 #: Bump when enrollment's output changes, so stale cache files are not used.
-ENROLL_VERSION = 6
+ENROLL_VERSION = 8
 FRAME = framing.FRAME
 #: Long side of the copy faces are searched in.
 DETECT_MAX = 1280
@@ -174,7 +174,7 @@ def _enroll_with(faces, data: bytes, source: str, sha: str, face_width_frac: flo
         raise InputError(f"the face in {source} is cut off by the photo's {edge} edge: use a photo that shows "
                          f"the whole face, brows to chin")
 
-    m = framing.framing_affine(lm_src, face_width_frac, FRAME)
+    m = framing.framing_affine(lm_src, face_width_frac, FRAME, photo_wh=(w, h))
     image, valid, alpha = framing.frame_photo(rgb, m, FRAME, ph.alpha)
     first = framing.transform_landmarks(lm_src, m)
     lm = _refit_on_frame(faces, image, first)

@@ -31,18 +31,73 @@ def face_width(lm: np.ndarray) -> float:
     return float(xs.max() - xs.min())
 
 
-def framing_affine(lm: np.ndarray, face_width_frac: float, size: int = FRAME) -> np.ndarray:
+#: When the photo has too little margin for the asked framing, the face may grow up to this
+#: much larger and sit this far off its place (fractions of the frame), so the frame stays
+#: within the photo instead of reaching past its edge.
+MAX_ZOOM_IN = 1.35
+MAX_SHIFT_X_FRAC = 0.06
+#: Eyes may go up further than down: a frame's top edge cutting the hair is how webcams
+#: frame people anyway, while a chin near the bottom edge is not.
+MAX_SHIFT_UP_FRAC = 0.12
+MAX_SHIFT_DOWN_FRAC = 0.05
+
+
+def framing_affine(lm: np.ndarray, face_width_frac: float, size: int = FRAME,
+                   photo_wh: tuple[int, int] | None = None) -> np.ndarray:
     """(2, 3) float64 affine, OpenCV pixel-centre convention, from the photo to the frame.
 
     ``lm`` is (478, 3) in the photo's pixels. The face oval's width becomes
     ``face_width_frac * size``; the eye midpoint goes to (size/2, EYE_Y_FRAC*size). No rotation.
+
+    With ``photo_wh`` (the photo's width and height), a photo with too little margin round the
+    face is framed within what it has: the least zoom-in (up to :data:`MAX_ZOOM_IN`) and shift
+    (up to :data:`MAX_SHIFT_X_FRAC` sideways, :data:`MAX_SHIFT_UP_FRAC` up or
+    :data:`MAX_SHIFT_DOWN_FRAC` down, of the frame) that keep the frame
+    inside the photo; where none does, the one that reaches past it least.
     """
-    s = face_width_frac * size / max(face_width(lm), 1e-6)
+    s0 = face_width_frac * size / max(face_width(lm), 1e-6)
     mid = eye_midpoint(lm)
     target = np.array([size / 2.0, EYE_Y_FRAC * size])
+    s = s0
+    if photo_wh is not None:
+        s, target = _fit_inside(mid, s0, target, photo_wh, size)
     # continuous coords u' = s (u - mid) + target; pixel-centre coords c = u - 0.5
     t = s * (0.5 - mid) + target - 0.5
     return np.array([[s, 0.0, t[0]], [0.0, s, t[1]]])
+
+
+def _fit_inside(mid: np.ndarray, s0: float, target: np.ndarray, photo_wh: tuple[int, int],
+                size: int) -> tuple[float, np.ndarray]:
+    """``(scale, eye target)``: see :func:`framing_affine`."""
+    w, h = photo_wh
+    lows = np.array([-MAX_SHIFT_X_FRAC, -MAX_SHIFT_UP_FRAC]) * size
+    highs = np.array([MAX_SHIFT_X_FRAC, MAX_SHIFT_DOWN_FRAC]) * size
+    best = (math.inf, s0, target)
+    for zoom in np.linspace(1.0, MAX_ZOOM_IN, 15):
+        s = s0 * zoom
+        shifted = target.copy()
+        past = 0.0
+        for k, extent in ((0, w), (1, h)):
+            # the frame covers photo coords mid + (0 - target) / s .. mid + (size - target) / s
+            lo = mid[k] - target[k] / s
+            hi = mid[k] + (size - target[k]) / s
+            need = 0.0
+            if lo < 0.0 and hi > extent:
+                need = 0.0  # wider than the photo either way: no shift helps
+            elif lo < 0.0:
+                need = lo * s  # move the target up/left (negative) by this many frame px
+            elif hi > extent:
+                need = (hi - extent) * s
+            move = float(np.clip(need, lows[k], highs[k]))
+            shifted[k] = target[k] + move
+            lo = mid[k] - shifted[k] / s
+            hi = mid[k] + (size - shifted[k]) / s
+            past += (max(0.0, -lo) + max(0.0, hi - extent)) * s  # frame px past the photo
+        if past < 0.5:
+            return s, shifted
+        if past < best[0] - 0.5:
+            best = (past, s, shifted)
+    return best[1], best[2]
 
 
 def landmark_affine(m: np.ndarray) -> np.ndarray:

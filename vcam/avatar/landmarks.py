@@ -39,6 +39,8 @@ NOSE_TIP = 1
 SUBNASALE = 2
 CHIN = 152
 FOREHEAD = 10
+#: Cheek points below the eyes and beside the nose (skin colour samples).
+CHEEKS = (205, 425, 50, 280)
 
 # Face oval, clockwise from the forehead top.
 FACE_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378,

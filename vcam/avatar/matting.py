@@ -100,29 +100,69 @@ def person_mask(seg: np.ndarray | None, lm: np.ndarray, image: np.ndarray,
     return np.clip(soft, 0.0, 1.0).astype(np.float32)
 
 
-def clean_plate(image: np.ndarray, mask: np.ndarray, *, grow: int = 14) -> np.ndarray:
-    """(S, S, 3) uint8: ``image`` with the person (``mask`` > 0.1, grown by ``grow`` px) filled in.
+def clean_plate(image: np.ndarray, mask: np.ndarray, *, grow: int = 3, texture_px: int = 56) -> np.ndarray:
+    """(S, S, 3) uint8: ``image`` with the person (``mask`` > 0.004, grown by ``grow`` px) filled in.
 
-    The hole is filled by a push-pull pyramid (a smooth membrane of the surrounding colours),
-    computed at 1/4 resolution, upscaled and feathered into the kept background.
+    What a moving head uncovers is the band just inside the person's outline, so that band
+    is filled with the background's own texture: each hole pixel takes the background pixel
+    mirrored across its nearest point of the outline (up to ``texture_px`` deep). Deeper in,
+    or where the mirror falls outside the frame or into the person, a push-pull pyramid (a
+    smooth membrane of the surrounding colours) fills the rest. Outside the hole the plate is
+    the image itself, pixel for pixel.
     """
     import cv2
 
     size = image.shape[0]
-    hole = (mask > 0.1).astype(np.uint8)
+    hole = (mask > 0.004).astype(np.uint8)
     hole = cv2.dilate(hole, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
+    if not hole.any():
+        return image.copy()
     known = 1.0 - hole.astype(np.float32)
-    small = size // 4
     f = image.astype(np.float32)
+    small = size // 4
     ks = cv2.resize(known, (small, small), interpolation=cv2.INTER_AREA)
     fs = cv2.resize(f * known[:, :, None], (small, small), interpolation=cv2.INTER_AREA)
-    filled = _push_pull(fs, ks)
-    filled = cv2.GaussianBlur(filled, (0, 0), 1.5)
-    up = cv2.resize(filled, (size, size), interpolation=cv2.INTER_CUBIC)
-    # feather: keep the background as is, blend over ~6 px into the fill
-    keep = cv2.GaussianBlur(known, (0, 0), 3.0) * known
-    out = f * keep[:, :, None] + up * (1.0 - keep[:, :, None])
+    filled = cv2.GaussianBlur(_push_pull(fs, ks), (0, 0), 1.5)
+    smooth = cv2.resize(filled, (size, size), interpolation=cv2.INTER_CUBIC)
+    mirrored, reach = _mirror_fill(f, hole, texture_px)
+    w = np.clip((texture_px - reach) / (0.3 * texture_px), 0.0, 1.0)[:, :, None]
+    fill = mirrored * w + smooth * (1.0 - w)
+    out = np.where(hole[:, :, None] > 0, fill, f)
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def _mirror_fill(f: np.ndarray, hole: np.ndarray, max_px: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each pixel of ``hole`` (S, S) uint8 0/1 -> the colour of ``f`` (S, S, 3) float32 at its
+    mirror image across the nearest pixel outside the hole, and how far that mirror reaches
+    (S, S) float32 px: ``max_px`` or more where the mirror is unusable (outside the frame, in
+    the hole, or deeper than ``max_px``)."""
+    import cv2
+
+    size = hole.shape[0]
+    dist, labels = cv2.distanceTransformWithLabels(hole, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
+    zy, zx = np.nonzero(hole == 0)
+    lx = np.zeros(labels.max() + 1, np.float32)
+    ly = np.zeros_like(lx)
+    lx[labels[zy, zx]], ly[labels[zy, zx]] = zx, zy
+    py, px = np.mgrid[0:size, 0:size].astype(np.float32)
+    bx, by = lx[labels], ly[labels]
+    sx, sy = 2.0 * bx - px, 2.0 * by - py
+    inside = (sx >= 0) & (sx <= size - 1) & (sy >= 0) & (sy <= size - 1)
+    sxi = np.clip(np.round(sx), 0, size - 1).astype(np.int32)
+    syi = np.clip(np.round(sy), 0, size - 1).astype(np.int32)
+    usable = inside & (hole[syi, sxi] == 0)
+    # A mirror that lands in the hole (a concave outline) gets a second chance: half as far.
+    hx, hy = 1.5 * bx - 0.5 * px, 1.5 * by - 0.5 * py
+    hxi = np.clip(np.round(hx), 0, size - 1).astype(np.int32)
+    hyi = np.clip(np.round(hy), 0, size - 1).astype(np.int32)
+    second = ~usable & (hole[hyi, hxi] == 0)
+    mx = np.where(second, hx, sx).astype(np.float32)
+    my = np.where(second, hy, sy).astype(np.float32)
+    out = cv2.remap(f, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+    reach = np.where(usable | second, dist, float(max_px) * 2.0).astype(np.float32)
+    # Smooth the reach so the hand-over to the smooth fill has no seams of its own.
+    reach = cv2.GaussianBlur(reach, (0, 0), 2.0)
+    return out, reach
 
 
 def fill_padding(image: np.ndarray, valid: np.ndarray, person: np.ndarray, lm: np.ndarray) -> np.ndarray:
@@ -152,7 +192,10 @@ def fill_padding(image: np.ndarray, valid: np.ndarray, person: np.ndarray, lm: n
     body = cv2.resize(body, (size, size), interpolation=cv2.INTER_CUBIC)
     grown = cv2.dilate((person > 0.1).astype(np.uint8), np.ones((9, 9), np.uint8))
     w_bg = inside.astype(np.float32) * (1.0 - grown.astype(np.float32))
-    bg = _smooth_fill(f, w_bg, 4, 1.5) if w_bg.mean() > 0.01 else body
+    # Above the chin the padding continues what the photo's edge shows there: hair cut by the
+    # top of the photo goes on upwards (a flat cut with background above reads as a band),
+    # the background beside the head goes on sideways.
+    bg = _smooth_fill(f, inside.astype(np.float32), 4, 1.5) if w_bg.mean() > 0.01 else body
     down, _, height, _ = _face_axes(lm)
     chin_y = float(lm[L.CHIN, 1])
     # Below the chin the padding continues what the photo shows there (neck, shoulders,
@@ -168,6 +211,12 @@ def fill_padding(image: np.ndarray, valid: np.ndarray, person: np.ndarray, lm: n
     w_far = np.clip((d - 3.0) / 14.0, 0.0, 1.0)[:, :, None]
     out = f * (1.0 - w_near) + near * w_near
     out = out * (1.0 - w_far) + far * w_far
+    # The smooth fill carries the colours on; the mirror image's fine detail (grain, hair,
+    # cloth, brush strokes) is laid over it, so the padding is not a flat, smeared band. Only
+    # the detail: the mirror's shapes (a second chin, a twin of the hair) would show.
+    detail = f - cv2.GaussianBlur(f, (0, 0), 2.5, borderType=cv2.BORDER_REFLECT_101)
+    fade = (np.clip(1.0 - d / 160.0, 0.4, 1.0) * (1.0 - 0.6 * w_body[:, :, 0]))[:, :, None]
+    out = out + detail * (w_near * fade)
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 

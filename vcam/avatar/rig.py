@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vcam.avatar import landmarks as lm
+from vcam.avatar.mouth_colours import mouth_colours
 from vcam.avatar.rig_layout import BASIS, CELL, FRAME, GRID_H, GRID_W, MAP_INDEX, MAPS, PARAM_INDEX, PARAMS, PATCH_H, PATCH_W
 
 
@@ -286,6 +287,7 @@ def _brow_fields(L, gx, gy, iod, face_c, r_origin, l_origin):
         out["browDown" + side] = (field(shape * (0.27 + 0.42 * np.clip(1.0 - t, 0.0, 1.0)), -up)
                                   + field(0.5 * vert_lo * pull * squeeze, to_nose))
     out["browInnerUp"] = inner_up
+    out["_frown"] = _frown_shade(L, gx, gy, iod)
     # Corrugator squeeze: frowning gathers the skin between the brows toward the midline,
     # from just above the brow heads down to the root of the nose, so the brow heads and
     # the glabella narrow together (face trackers read a frown from that band, not from
@@ -302,6 +304,34 @@ def _brow_fields(L, gx, gy, iod, face_c, r_origin, l_origin):
     for side, w in (("L", side_l), ("R", 1.0 - side_l)):
         out["browDown" + side] += np.stack([squeeze * w * ex[0], squeeze * w * ex[1]]).astype(np.float32)
     return out
+
+
+#: How dark the frown's creases and the brow ridge's shadow get at browDown 1 (share of the light).
+FROWN_CREASE, FROWN_RIDGE = 0.2, 0.18
+
+
+def _frown_shade(L, gx, gy, iod):
+    """``(G, G) float32`` 0..1: where a frown darkens the skin, at full strength.
+
+    Two vertical creases between the brow heads (the glabellar lines), from the root of the
+    nose up past the brows, and the brow ridge's shadow over each inner upper lid. Drawn from
+    the landmarks, not the photo: a painting without visible eyebrows frowns too.
+    """
+    mid = (L[lm.RIGHT_BROW_LOWER[-1], :2] + L[lm.LEFT_BROW_LOWER[-1], :2]) / 2
+    mid, ex, ey = _frame(mid, L[lm.RIGHT_EYE_OUTER, :2], L[lm.LEFT_EYE_OUTER, :2])
+    u, v = _local(gx, gy, mid, ex, ey)  # v: down the face
+    along = _smoothstep(-0.35 * iod, -0.15 * iod, v) * (1.0 - _smoothstep(0.05 * iod, 0.2 * iod, v))
+    creases = np.zeros_like(u)
+    for side in (-1.0, 1.0):
+        creases = np.maximum(creases, np.exp(-0.5 * ((u - side * 0.075 * iod) / (0.03 * iod)) ** 2))
+    shade = FROWN_CREASE * creases * along
+    for inner, outer, upper in ((lm.RIGHT_EYE_INNER, lm.RIGHT_EYE_OUTER, lm.RIGHT_EYE_UPPER),
+                                (lm.LEFT_EYE_INNER, lm.LEFT_EYE_OUTER, lm.LEFT_EYE_UPPER)):
+        lid = L[list(upper), :2].mean(axis=0)
+        c = 0.6 * L[inner, :2] + 0.4 * lid + np.array([0.0, -0.12 * iod], np.float32)
+        ridge = np.exp(-(((gx - c[0]) / (0.2 * iod)) ** 2 + ((gy - c[1]) / (0.09 * iod)) ** 2) / 2.0)
+        shade = np.maximum(shade, FROWN_RIDGE * ridge)
+    return shade.astype(np.float32)
 
 
 def build_rig(image: np.ndarray, landmarks: np.ndarray, person_mask: np.ndarray, plate: np.ndarray) -> Avatar:
@@ -353,6 +383,7 @@ def build_rig(image: np.ndarray, landmarks: np.ndarray, person_mask: np.ndarray,
     basis["funnel"] = _bump(gx, gy, c_l, 0.5 * W, (-0.10 * W, 0.0)) + _bump(gx, gy, c_r, 0.5 * W, (0.10 * W, 0.0))
     basis["press"] = _bump(gx, gy, up_c, 0.45 * W, (0.0, 0.03 * W)) + _bump(gx, gy, lo_c, 0.45 * W, (0.0, -0.05 * W))
     basis.update(_brow_fields(L, gx, gy, iod, face_c, r_origin, l_origin))
+    maps[MAP_INDEX["frown"]] = basis.pop("_frown")
 
     for side, iris_idx, origin, half, geo in (("R", lm.RIGHT_IRIS, r_origin, r_half, r_geo),
                                               ("L", lm.LEFT_IRIS, l_origin, l_half, l_geo)):
@@ -371,7 +402,20 @@ def build_rig(image: np.ndarray, landmarks: np.ndarray, person_mask: np.ndarray,
     chin_y = float(L[lm.CHIN, 1])
     hc = np.array([face_c[0], face_c[1] - 0.12 * face_h], np.float32)
     r = np.sqrt(((gx - hc[0]) / (0.78 * face_w)) ** 2 + ((gy - hc[1]) / (0.80 * face_h)) ** 2)
-    head = (1.0 - _smoothstep(1.0, 1.3, r)) * (1.0 - _smoothstep(chin_y + 0.02 * face_h, chin_y + 0.30 * face_h, gy))
+    below_chin = 1.0 - _smoothstep(chin_y + 0.02 * face_h, chin_y + 0.30 * face_h, gy)
+    head = (1.0 - _smoothstep(1.0, 1.3, r)) * below_chin
+    # The whole silhouette above the neck (hair, a hat, ears, glasses) moves with the head as
+    # one piece, and the motion fades out over ~24 px of background round it (the head can
+    # advance into that; the background itself is never dragged: the graph shows the plate
+    # wherever the head moved and what it sampled is background).
+    import cv2
+
+    person_grid = cv2.remap(np.ascontiguousarray(person_mask, np.float32), gx, gy, cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_REPLICATE)
+    solid = (person_grid > 0.5).astype(np.float32)
+    grown = cv2.dilate(solid, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (13, 13)))
+    silhouette = np.clip(cv2.GaussianBlur(grown, (0, 0), 3.0) * 1.05, 0.0, 1.0)
+    head = np.maximum(head, silhouette * below_chin)
     # Nothing moves at the window's edges (the still frame continues there), except where
     # the window meets the frame's own border.
     margin = 24.0
@@ -408,7 +452,7 @@ def build_rig(image: np.ndarray, landmarks: np.ndarray, person_mask: np.ndarray,
     maps[MAP_INDEX["depth"]] = np.maximum(depth + detail, 0.0)
     params[PARAM_INDEX["pivot_x"]], params[PARAM_INDEX["pivot_y"]] = face_c
 
-    sealed = _mouth_colours(image, L, params, gap_c)
+    sealed = mouth_colours(image, L, params, gap_c)
 
     maps[MAP_INDEX["alpha"]] = cv2.remap(np.ascontiguousarray(person_mask, np.float32), gx, gy, cv2.INTER_LINEAR,
                                          borderMode=cv2.BORDER_REPLICATE)
@@ -417,56 +461,3 @@ def build_rig(image: np.ndarray, landmarks: np.ndarray, person_mask: np.ndarray,
     pl = np.ascontiguousarray(pl, dtype=np.float32) / np.float32(255.0)
     return Avatar(image=img, plate=pl, rig_basis=np.ascontiguousarray(rig_basis), rig_maps=np.ascontiguousarray(maps[None]),
                   rig_params=params[None].copy(), still=np.ascontiguousarray(image, dtype=np.uint8))
-
-
-def _mouth_colours(image, L, params, gap_c):
-    """Teeth, cavity and tongue colours from the photo (greyscale photos stay grey).
-
-    Returns the photo with an open mouth's inside painted a dark lip colour: the render
-    graph draws every mouth interior itself, and where lips that were apart are pressed
-    together, the few pixels sampled across the seam then read as the lips' dark line
-    instead of the photo's teeth.
-    """
-    img = image.astype(np.float32) / 255.0
-    import cv2
-
-    lip_mask = np.zeros(image.shape[:2], np.uint8)
-    cv2.fillPoly(lip_mask, [np.round(np.concatenate([L[list(lm.LIPS_OUTER_UPPER), :2],
-                                                     L[list(lm.LIPS_OUTER_LOWER), :2][::-1]])).astype(np.int32)], 1)
-    gap_mask = np.zeros_like(lip_mask)
-    cv2.fillPoly(gap_mask, [np.round(np.concatenate([L[list(lm.LIPS_INNER_UPPER), :2],
-                                                     L[list(lm.LIPS_INNER_LOWER), :2][::-1]])).astype(np.int32)], 1)
-    lip_mask &= 1 - gap_mask
-    lip = img[lip_mask > 0].mean(axis=0) if lip_mask.any() else np.array([0.6, 0.35, 0.33], np.float32)
-    # Greyscale is judged on the face, not the frame: a drawn face on a white page is colour.
-    face_mask = np.zeros(image.shape[:2], np.uint8)
-    cv2.fillConvexPoly(face_mask, cv2.convexHull(np.round(L[:, :2]).astype(np.int32)), 1)
-    face_px = img[face_mask > 0] if face_mask.any() else img.reshape(-1, 3)
-    sat = float(np.mean(face_px.max(axis=1) - face_px.min(axis=1)))
-    grey = sat < 0.04
-    teeth = np.array([0.90, 0.86, 0.78], np.float32)
-    if gap_c >= 3.0 and gap_mask.any():
-        px = img[gap_mask > 0]
-        lum = px.mean(axis=1)
-        bright = px[lum >= np.quantile(lum, 0.75)]
-        if bright.size and bright.mean() > 0.45:
-            teeth = bright.mean(axis=0)
-    # Match the photo's exposure: teeth never brighter than the brightest skin.
-    skin_hi = float(np.quantile(img[lip_mask > 0].mean(axis=1), 0.95)) if lip_mask.any() else 0.8
-    teeth = teeth * min(1.0, max(0.55, (skin_hi + 0.35) / max(float(teeth.max()), 1e-3)))
-    cavity = lip * np.array([0.30, 0.18, 0.18], np.float32)
-    tongue = lip * np.array([0.85, 0.62, 0.62], np.float32)
-    if grey:
-        teeth, cavity, tongue = (np.full(3, float(c.mean()), np.float32) for c in (teeth, cavity, tongue))
-    for name, c in (("teeth", teeth), ("cavity", cavity), ("tongue", tongue)):
-        for k, ch in enumerate("rgb"):
-            params[PARAM_INDEX[f"{name}_{ch}"]] = float(c[k])
-    if gap_c < 1.5 or not gap_mask.any():
-        return image
-    seam = lip * 0.75
-    if grey:
-        seam = np.full(3, float(seam.mean()), np.float32)
-    inside = gap_mask > 0
-    sealed = image.copy()
-    sealed[inside] = np.clip(seam * 255.0, 0, 255).astype(np.uint8)
-    return sealed

@@ -73,9 +73,12 @@ REGION_MAPS: tuple[str, ...] = (
 #: Head maps: ``head`` weight (1 on the head, 0 on body and background), ``depth`` toward
 #: the camera from the rotation pivot, px; ``alpha`` the person mask.
 HEAD_MAPS: tuple[str, ...] = ("head", "depth", "alpha")
+#: ``frown``: 0..1, how much a lowered brow darkens the skin (the creases between the brows
+#: and the brow ridge's shadow over the inner upper lids), so a frown reads without eyebrows.
+SHADE_MAPS: tuple[str, ...] = ("frown",)
 
 #: ``gx``, ``gy``: the frame coordinates of each grid cell.
-MAPS: tuple[str, ...] = ("gx", "gy") + REGION_MAPS + HEAD_MAPS
+MAPS: tuple[str, ...] = ("gx", "gy") + REGION_MAPS + HEAD_MAPS + SHADE_MAPS
 MAP_INDEX: dict[str, int] = {n: i for i, n in enumerate(MAPS)}
 
 PARAMS: tuple[str, ...] = (

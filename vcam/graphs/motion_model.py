@@ -25,7 +25,8 @@ Parts:
   within 1.2 s brought forward to the end of a phrase, 10 % double blinks, 0.26 s per blink
   (close 70 ms, shut 50 ms, open 140 ms), both eyes.
 - Head: voice envelope onsets give nods (pitch), speech turns the head to new yaw targets
-  now and then, roll follows yaw; an Ornstein-Uhlenbeck drift keeps it alive in silence;
+  now and then, roll follows yaw; an Ornstein-Uhlenbeck drift keeps it alive in silence and
+  grows while speaking (roll most);
   critically damped springs (second order) smooth everything; breathing moves headY/headZ.
 - Gaze: small saccades every 0.5-3 s, mostly near the camera (eyeLook* <= 0.15).
 - Emotion offsets are added to the blendshapes (mouth-opening offsets fade while the lips
@@ -223,7 +224,12 @@ class MotionGraph(nn.Module):
         wide = torch.zeros(1, nb)
         wide[0, INDEX["eyeWideLeft"]] = wide[0, INDEX["eyeWideRight"]] = 1.0
         self.register_buffer("wide_mask", wide)
+        # The idle drift (silence) and how speech changes it: more spread (roll most), and a
+        # roll that comes and goes faster. Silence keeps the calm head of a listener.
         self.register_buffer("drift_sigma", torch.tensor([[1.2, 0.7, 0.9]]))  # degrees: yaw, pitch, roll
+        self.register_buffer("drift_speech_gain", torch.tensor([[0.5, 0.4, 5.3]]))  # x sigma more while speaking
+        self.register_buffer("drift_tau", torch.tensor([[2.5, 2.5, 2.5]]))  # s, in silence
+        self.register_buffer("drift_tau_speech", torch.tensor([[2.5, 2.5, 0.9]]))  # s, while speaking
         assert len(BLENDSHAPES) + 6 == N_MOTION
 
     def visemes(self, mel: torch.Tensor) -> torch.Tensor:
@@ -340,17 +346,21 @@ class MotionGraph(nn.Module):
         ytgt = ytgt * (1.0 - (1.0 - voice) * _alpha(dt, 5.0))
         ytimer = turn * (1.5 + 3.0 * _col(u, N_YAW_T)) + (1.0 - turn) * torch.clamp(ytimer, min=0.0)
 
-        drift = state[:, S_DRIFT: S_DRIFT + 3]
         g = (u[:, N_DRIFT: N_DRIFT + 3] - 0.5) * math.sqrt(12.0)
-        tau_d = 2.5
-        drift = drift - drift * (dt / tau_d) + self.drift_sigma * torch.sqrt(2.0 * dt / tau_d) * g
+        # A fresh state starts the drift somewhere in its spread, not at rest.
+        drift = init * state[:, S_DRIFT: S_DRIFT + 3] + fresh * (0.8 * self.drift_sigma) * g
+        # Speech makes the head livelier: the drift's spread grows with the voice (roll most:
+        # people tilt their heads as they talk), so a speaker's roll reads 1.5-4 degrees.
+        sigma = self.drift_sigma * (1.0 + voice * self.drift_speech_gain)
+        tau = self.drift_tau + voice * (self.drift_tau_speech - self.drift_tau)
+        drift = drift - drift * (dt / tau) + sigma * torch.sqrt(2.0 * dt / tau) * g
 
         yaw, yaw_v = _col(state, S_YAW), _col(state, S_YAW + 1)
         pitch, pitch_v = _col(state, S_YAW + 2), _col(state, S_YAW + 3)
         roll, roll_v = _col(state, S_YAW + 4), _col(state, S_YAW + 5)
         yaw, yaw_v = _spring(yaw, yaw_v, ytgt + _col(drift, 0), 3.0, dt)
         pitch, pitch_v = _spring(pitch, pitch_v, -3.0 * nod + 1.0 * slow + _col(drift, 1), 6.0, dt)
-        roll, roll_v = _spring(roll, roll_v, 0.35 * yaw + _col(drift, 2), 3.0, dt)
+        roll, roll_v = _spring(roll, roll_v, 0.45 * yaw + _col(drift, 2), 3.0, dt)
 
         breath = init * _col(state, S_BREATH) + fresh * (2.0 * math.pi) * _col(u, N_BREATH_PHASE)
         breath = breath + (2.0 * math.pi * 0.25) * dt * (0.85 + 0.3 * _col(u, N_BREATH_RATE))
@@ -360,7 +370,7 @@ class MotionGraph(nn.Module):
         pose = torch.cat([
             torch.clamp(yaw, -8.0, 8.0),
             torch.clamp(pitch + 0.25 * sb, -6.0, 6.0),
-            torch.clamp(roll, -4.0, 4.0),
+            5.0 * torch.tanh(roll * 0.2),  # soft limit: +-5 degrees
             0.4 * roll,
             1.0 * sb - 0.4 * pitch,
             0.003 * sb + 0.01 * slow,

@@ -371,20 +371,27 @@ class RenderModel(nn.Module):
         seam = (torch.clamp((src_gap - gap_here) * 0.5, 0.0, 1.0)
                 * torch.clamp(1.0 - torch.abs(d_top), 0.0, 1.0))
         inner = torch.maximum(inner, 0.4 * seam)
-        upper_edge = line + (0.02 * jaw_px) * prof  # upper incisors, fixed to the skull
-        lower_edge = line + ((1.0 - uf) * g_jaw_raw - 0.05 * jaw_px) * prof  # lower incisors, on the jaw
-        w_up = torch.clamp(upper_edge - mb + 0.5, 0.0, 1.0)
-        w_lo = torch.clamp(mb - lower_edge + 0.5, 0.0, 1.0)
+        upper_edge = line + (0.10 * jaw_px) * prof  # upper incisors, fixed to the skull
+        # Lower incisors, on the jaw, mostly behind the lower lip: their tips show at most
+        # 5% of the jaw's travel above its edge (more when the lip is pulled down).
+        lower_edge = torch.maximum(line + ((1.0 - uf) * g_jaw_raw - 0.05 * jaw_px) * prof,
+                                   tll - (0.05 * jaw_px + lo_dn) * prof)
         mu2 = mu * mu
+        w_up = torch.clamp(upper_edge - mb + 0.5, 0.0, 1.0)
+        # Only the lower incisors and canines show; towards the corners the lip hides them.
+        w_lo = torch.clamp(mb - lower_edge + 0.5, 0.0, 1.0) * torch.clamp((0.5 - mu2) * 5.0, 0.0, 1.0)
         tongue_depth = 0.45 * torch.sqrt(torch.clamp(1.0 - mu2 * (1.0 / 0.64), 0.0, 1.0))
         w_tg = (torch.clamp((gap_here * tongue_depth - d_bot) * 0.5, 0.0, 1.0)
                 * (gap_here > 2.0).to(torch.float32))
         t = mu * (1.0 / 0.36)
         seams = torch.exp(-(((t - torch.round(t)) * (1.0 / 0.11)) ** 2))
-        teeth_shade = (1.0 - 0.35 * seams) * torch.clamp(1.0 - 0.75 * mu2, 0.25, 1.0)
-        up_shade = teeth_shade * (0.55 + 0.35 * _smooth01(d_top * (1.0 / 3.0))) * (
-            1.0 - 0.25 * _smooth01((mb - upper_edge) * 0.25 + 1.0))
-        lo_shade = teeth_shade * (0.50 + 0.25 * _smooth01(d_bot * (1.0 / 3.0)))
+        # Teeth are lit from the front: full colour on the front incisors, darker towards the
+        # corners (the arch turns away) and in the upper lip's shadow, thin dark gaps between
+        # teeth; the lower teeth sit deeper, under the upper lip's and the jaw's shadow.
+        teeth_shade = (1.0 - 0.28 * seams) * torch.clamp(1.0 - 0.45 * mu2, 0.4, 1.0)
+        up_shade = teeth_shade * (0.84 + 0.16 * _smooth01(d_top * (1.0 / 2.5))) * (
+            1.0 - 0.06 * _smooth01((mb - upper_edge) * 0.25 + 1.0))
+        lo_shade = teeth_shade * (0.62 + 0.23 * _smooth01(d_bot * (1.0 / 3.0)))
         depth_shade = torch.clamp(1.0 - 0.6 * mu2, 0.3, 1.0)
         # Its colour: the cavity, the tongue over it, the lower teeth over that and the upper
         # teeth on top.
@@ -443,7 +450,11 @@ class RenderModel(nn.Module):
 
         # The stack: source, 255 * (1 - inner), the mouth's inner (the share of its colour),
         # colours, 1 - person.
-        stack = torch.cat([src.reshape(2, GH, GW) + eyes_src, 255.0 - 255.0 * torch.maximum(mouth_inner, eyes_inner),
+        # A frown darkens the creases between the brows and the brow ridge's shadow: the
+        # person's own light is taken down there (nothing is painted over it).
+        frowning = 0.5 * (ch("browDownLeft") + ch("browDownRight"))
+        lit = 255.0 - 255.0 * torch.clamp(frowning, 0.0, 1.0) * m("frown").reshape(1, GH, GW)
+        stack = torch.cat([src.reshape(2, GH, GW) + eyes_src, lit * (1.0 - torch.maximum(mouth_inner, eyes_inner)),
                            mouth_inner, mouth_colour + eyes_colour,
                            1.0 - m("alpha").reshape(1, GH, GW)]).reshape(1, 8, GH, GW)
 
@@ -480,10 +491,18 @@ class RenderModel(nn.Module):
         warped = F.grid_sample(stack, _to_grid(q), mode="bilinear", padding_mode="zeros",
                                align_corners=False)  # (1, 8, GH, GW)
 
-        # Background shows through only where the head moved: a still frame is the photo itself.
-        moved = torch.clamp(torch.sqrt(torch.matmul(self.moved_w, inv * inv) + 1e-6 / 2.25), 0.0, 1.0)
+        # The plate shows where the head moved 1.5 px or more, and, once it moved at all
+        # (0.1 px), wherever the point sampled is background (nothing of the person, alpha
+        # < 0.005): there the plate is the photo itself (it differs only under the person), so
+        # the background is never dragged along by the head. Where nothing moved, the frame is
+        # the photo itself.
+        shift = torch.sqrt(torch.matmul(self.moved_w, inv * inv) + 1e-6 / 2.25)  # px / 1.5
+        moved = torch.clamp(shift, 0.0, 1.0)
+        stirred = torch.clamp(shift * 15.0 - 0.02, 0.0, 1.0)
         k_person = warped[:, 2:3]  # 255 * (1 - inner)
-        k_plate = k_person * moved.reshape(1, 1, GH, GW) * warped[:, 7:8]
+        background = warped[:, 7:8]  # 1 - person
+        bare = torch.clamp((background - 0.995) * 200.0, 0.0, 1.0) * stirred.reshape(1, 1, GH, GW)
+        k_plate = k_person * torch.maximum(moved.reshape(1, 1, GH, GW), bare) * background
         k_photo = k_person - k_plate
 
         # --- 3. full resolution -------------------------------------------------------------
