@@ -41,12 +41,10 @@ def _board(photo: Path, out: Path) -> Path:
     from PIL import Image
 
     from vcam.avatar.enroll import enroll
+    from vcam.bench.realism import board_composite
 
     p = enroll(photo)
-    yy, xx = np.mgrid[0:512, 0:512]
-    board = np.where(((yy // 10 + xx // 10) % 2 == 1)[..., None], [0, 200, 0], [200, 0, 200]).astype(np.float32)
-    a = (p.person_mask > 0.5).astype(np.float32)[..., None]
-    Image.fromarray((p.image * a + board * (1 - a)).astype(np.uint8)).save(out)
+    Image.fromarray(board_composite(p.image, p.person_mask)).save(out)
     return out
 
 

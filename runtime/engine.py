@@ -85,7 +85,7 @@ class LiveEngine:
                  provider: str = "auto", threads: int = 0, seed: int | None = None,
                  badge: Badge | None = None, motion_scale: float = 1.0) -> None:
         self.fps = float(fps)
-        self._motion_scale = float(motion_scale)
+        self._motion_scale = float(motion_scale)  # for opening the motion stage
         self._badge = badge
         self._provider_req, self._threads, self._seed = provider, threads, seed
         self._motion, self._render = self._open_stages(avatar)
@@ -300,7 +300,6 @@ class LiveEngine:
                 self._mixer.set(self._emotion, self._intensity)
             elif op == "motion_scale":
                 self._motion.head_motion = value
-                self._motion_scale = self._motion.head_motion
             elif op == "paused":
                 self._paused = (not self._paused) if value is None else bool(value)
             elif op == "avatar":
@@ -398,7 +397,7 @@ class LiveEngine:
             "provider": self._render.provider.replace("ExecutionProvider", "").lower(),
             "emotion": self._emotion,
             "intensity": round(self._intensity, 3),
-            "motion_scale": round(self._motion_scale, 3),
+            "motion_scale": round(self._motion.head_motion, 3),
             "paused": self._paused,
             "latency_ms": ms("latency"),
             "stages_ms": {s: ms(s) for s in ("audio", "motion", "render", "publish", "frame")},

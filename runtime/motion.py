@@ -18,7 +18,7 @@ from vcam.runtime.errors import GraphError
 from vcam.runtime.graph import OnnxGraph
 
 
-#: The largest head-motion scale (``[motion] head_motion``): twice a calm speaker's range.
+#: The largest head-motion scale (``[motion] scale``): twice a calm speaker's range.
 HEAD_MOTION_MAX = 2.0
 
 

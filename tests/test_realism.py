@@ -10,6 +10,7 @@ from PIL import Image
 
 from vcam.avatar import framing, landmarks as L
 from vcam.avatar.matting import clean_plate
+from vcam.bench.realism import board_composite, is_board
 from vcam.runtime.channels import INDEX, N_MOTION
 
 pytest.importorskip("onnxruntime")
@@ -84,8 +85,7 @@ def test_plate_is_the_photo_outside_the_person_and_textured_where_the_head_uncov
     # board's own colours and texture, not a blur (a blur of green and magenta is grey).
     inside = cv2.distanceTransform((mask > 0.004).astype(np.uint8), cv2.DIST_L2, 5)
     band = (inside > 3) & (inside < 20)
-    px = plate[band].astype(np.int16)
-    boardlike = ((px[:, 1] > 110) & (px[:, 0] < 90) & (px[:, 2] < 90)) | ((px[:, 0] > 110) & (px[:, 2] > 110) & (px[:, 1] < 90))
+    boardlike = is_board(plate[band])
     assert boardlike.mean() > 0.7, boardlike.mean()
 
 
@@ -95,18 +95,9 @@ def board_portrait(tmp_path_factory, sample_portraits):
     from vcam.avatar.enroll import enroll
 
     p = sample_portraits["astronaut"]
-    yy, xx = np.mgrid[0:512, 0:512]
-    board = np.where(((yy // 10 + xx // 10) % 2 == 1)[..., None], [0, 200, 0], [200, 0, 200]).astype(np.float32)
-    a = (p.person_mask > 0.5).astype(np.float32)
-    a = cv2.GaussianBlur(a, (3, 3), 0)[..., None]
     path = tmp_path_factory.mktemp("board") / "board.png"
-    Image.fromarray((p.image * a + board * (1 - a)).astype(np.uint8)).save(path)
+    Image.fromarray(board_composite(p.image, p.person_mask)).save(path)
     return enroll(path)
-
-
-def _is_board(rgb):
-    r, g, b = (rgb[..., i].astype(np.int16) for i in range(3))
-    return ((g > 110) & (r < 90) & (b < 90)) | ((r > 110) & (b > 110) & (g < 90))
 
 
 def test_head_moves_as_one_piece_and_drags_no_background(board_portrait):
@@ -125,17 +116,17 @@ def test_head_moves_as_one_piece_and_drags_no_background(board_portrait):
     # and the invisible watermark, a few levels): the board is the board right up to the person.
     diff = np.abs(rest.astype(int) - p.image.astype(int)).max(axis=2)
     assert diff.mean() < 3.0  # the mark is strongest on a sharp texture like this board
-    assert _is_board(rest)[_is_board(p.image) & (p.person_mask < 0.01)].mean() > 0.99
-    person0 = cv2.morphologyEx((~_is_board(rest)).astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    assert is_board(rest)[is_board(p.image) & (p.person_mask < 0.01)].mean() > 0.99
+    person0 = cv2.morphologyEx((~is_board(rest)).astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     near = cv2.dilate(person0, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (25, 25))).astype(bool)
-    far = _is_board(rest) & ~near
+    far = is_board(rest) & ~near
     face_area = cv2.contourArea(cv2.convexHull(p.landmarks[:, :2].astype(np.float32)))
-    halo = (far & ~_is_board(moved)).sum() * 1000.0 / face_area
+    halo = (far & ~is_board(moved)).sum() * 1000.0 / face_area
     assert halo < 2.0, halo
     # The top of the hair: the person's topmost rows move sideways with the head (headX 6 px,
     # roll 4 degrees about the face's centre push the crown further).
     def crown_x(frame):
-        person = ~_is_board(frame)
+        person = ~is_board(frame)
         rows = np.nonzero(person[:, 128:384].any(axis=1))[0]
         top = rows[0]
         return np.nonzero(person[top:top + 15, 128:384])[1].mean()

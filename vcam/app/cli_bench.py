@@ -87,29 +87,24 @@ def _bench(args: argparse.Namespace) -> int:
             rows = bench_lipsync.run_offline(args.media, args.eval_dir, fps=args.fps, graph_dir=args.graph_dir)
         else:
             rows = bench_lipsync.run(photos, args.media, args.eval_dir, provider=args.provider or "cpu")
-        sys.stdout.write((json.dumps(rows, indent=2) if args.json else bench_lipsync.table(rows)) + "\n")
-        return EXIT_OK
+        return _emit(args, rows, bench_lipsync.table)
     if args.expressions:
         from vcam.bench import expressions as bench_expressions
 
         result = bench_expressions.run(photos, args.media, args.eval_dir, provider=args.provider or "cpu")
-        sys.stdout.write((json.dumps(result, indent=2) if args.json else bench_expressions.table(result)) + "\n")
-        return EXIT_OK
+        return _emit(args, result, bench_expressions.table)
     if args.realism:
         from vcam.bench import realism as bench_realism
 
         rows = bench_realism.run(photos, args.media, args.eval_dir, provider=args.provider or "cpu")
-        sys.stdout.write((json.dumps(rows, indent=2) if args.json else bench_realism.table(rows)) + "\n")
-        return EXIT_OK
+        return _emit(args, rows, bench_realism.table)
     if args.live:
         from vcam.bench import live as bench_live
         from vcam.bench.stages import machine_line
 
         result = bench_live.run(args.photo or assets.SAMPLE_PHOTO, trials=args.trials, fps=args.fps,
                                 provider=args.provider or "cpu")
-        sys.stdout.write((json.dumps(result, indent=2) if args.json else bench_live.table(result, machine_line()))
-                         + "\n")
-        return EXIT_OK
+        return _emit(args, result, lambda r: bench_live.table(r, machine_line()))
     if args.av_sync:
         from vcam.bench import avsync as bench_avsync
         from vcam.bench.stages import machine_line
@@ -118,25 +113,27 @@ def _bench(args: argparse.Namespace) -> int:
                                   fps=args.fps, provider=args.provider or "cpu", audio=args.audio)
         if args.plot:
             bench_avsync.plot(result, str(args.plot))
-        sys.stdout.write((json.dumps(result, indent=2) if args.json else bench_avsync.table(result, machine_line()))
-                         + "\n")
-        return EXIT_OK
+        return _emit(args, result, lambda r: bench_avsync.table(r, machine_line()))
     if args.mouth_rise:
         from vcam.bench import mouth_rise as bench_mouth_rise
         from vcam.bench.stages import machine_line
 
         result = bench_mouth_rise.run(args.media, args.photo or assets.SAMPLE_PHOTO, fps=args.fps)
-        sys.stdout.write((json.dumps(result, indent=2) if args.json else
-                          bench_mouth_rise.table(result, machine_line())) + "\n")
-        return EXIT_OK
+        return _emit(args, result, lambda r: bench_mouth_rise.table(r, machine_line()))
     if args.provenance:
         from vcam.bench import provenance as bench_provenance
         from vcam.bench.stages import machine_line
 
         result = bench_provenance.run(photos, args.audio or assets.SAMPLE_AUDIO, provider=args.provider or "cpu")
-        sys.stdout.write((json.dumps(result, indent=2) if args.json else
-                          bench_provenance.table(result, machine_line())) + "\n")
-        return EXIT_OK
+        return _emit(args, result, lambda r: bench_provenance.table(r, machine_line()))
     bench = importlib.import_module("vcam.bench.stages")
     status = bench.main(args)
     return EXIT_OK if status is None else int(status)
+
+
+def _emit(args: argparse.Namespace, result, table) -> int:
+    """Print a benchmark's ``result``: as JSON with ``--json``, else ``table(result)``; the exit status."""
+    from vcam.app.cli import EXIT_OK  # loaded: it called us
+
+    sys.stdout.write((json.dumps(result, indent=2) if args.json else table(result)) + "\n")
+    return EXIT_OK

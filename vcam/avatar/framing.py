@@ -81,12 +81,10 @@ def _fit_inside(mid: np.ndarray, s0: float, target: np.ndarray, photo_wh: tuple[
             # the frame covers photo coords mid + (0 - target) / s .. mid + (size - target) / s
             lo = mid[k] - target[k] / s
             hi = mid[k] + (size - target[k]) / s
-            need = 0.0
-            if lo < 0.0 and hi > extent:
-                need = 0.0  # wider than the photo either way: no shift helps
-            elif lo < 0.0:
+            need = 0.0  # also where the frame is wider than the photo: no shift helps then
+            if lo < 0.0 and hi <= extent:
                 need = lo * s  # move the target up/left (negative) by this many frame px
-            elif hi > extent:
+            elif hi > extent and lo >= 0.0:
                 need = (hi - extent) * s
             move = float(np.clip(need, lows[k], highs[k]))
             shifted[k] = target[k] + move

@@ -287,7 +287,6 @@ def _brow_fields(L, gx, gy, iod, face_c, r_origin, l_origin):
         out["browDown" + side] = (field(shape * (0.27 + 0.42 * np.clip(1.0 - t, 0.0, 1.0)), -up)
                                   + field(0.5 * vert_lo * pull * squeeze, to_nose))
     out["browInnerUp"] = inner_up
-    out["_frown"] = _frown_shade(L, gx, gy, iod)
     # Corrugator squeeze: frowning gathers the skin between the brows toward the midline,
     # from just above the brow heads down to the root of the nose, so the brow heads and
     # the glabella narrow together (face trackers read a frown from that band, not from
@@ -325,8 +324,7 @@ def _frown_shade(L, gx, gy, iod):
     for side in (-1.0, 1.0):
         creases = np.maximum(creases, np.exp(-0.5 * ((u - side * 0.075 * iod) / (0.03 * iod)) ** 2))
     shade = FROWN_CREASE * creases * along
-    for inner, outer, upper in ((lm.RIGHT_EYE_INNER, lm.RIGHT_EYE_OUTER, lm.RIGHT_EYE_UPPER),
-                                (lm.LEFT_EYE_INNER, lm.LEFT_EYE_OUTER, lm.LEFT_EYE_UPPER)):
+    for inner, upper in ((lm.RIGHT_EYE_INNER, lm.RIGHT_EYE_UPPER), (lm.LEFT_EYE_INNER, lm.LEFT_EYE_UPPER)):
         lid = L[list(upper), :2].mean(axis=0)
         c = 0.6 * L[inner, :2] + 0.4 * lid + np.array([0.0, -0.12 * iod], np.float32)
         ridge = np.exp(-(((gx - c[0]) / (0.2 * iod)) ** 2 + ((gy - c[1]) / (0.09 * iod)) ** 2) / 2.0)
@@ -383,7 +381,7 @@ def build_rig(image: np.ndarray, landmarks: np.ndarray, person_mask: np.ndarray,
     basis["funnel"] = _bump(gx, gy, c_l, 0.5 * W, (-0.10 * W, 0.0)) + _bump(gx, gy, c_r, 0.5 * W, (0.10 * W, 0.0))
     basis["press"] = _bump(gx, gy, up_c, 0.45 * W, (0.0, 0.03 * W)) + _bump(gx, gy, lo_c, 0.45 * W, (0.0, -0.05 * W))
     basis.update(_brow_fields(L, gx, gy, iod, face_c, r_origin, l_origin))
-    maps[MAP_INDEX["frown"]] = basis.pop("_frown")
+    maps[MAP_INDEX["frown"]] = _frown_shade(L, gx, gy, iod)
 
     for side, iris_idx, origin, half, geo in (("R", lm.RIGHT_IRIS, r_origin, r_half, r_geo),
                                               ("L", lm.LEFT_IRIS, l_origin, l_half, l_geo)):
@@ -410,9 +408,10 @@ def build_rig(image: np.ndarray, landmarks: np.ndarray, person_mask: np.ndarray,
     # wherever the head moved and what it sampled is background).
     import cv2
 
-    person_grid = cv2.remap(np.ascontiguousarray(person_mask, np.float32), gx, gy, cv2.INTER_LINEAR,
-                            borderMode=cv2.BORDER_REPLICATE)
-    solid = (person_grid > 0.5).astype(np.float32)
+    # The person mask on the grid: the head weight's silhouette, and the graph's alpha map.
+    maps[MAP_INDEX["alpha"]] = cv2.remap(np.ascontiguousarray(person_mask, np.float32), gx, gy, cv2.INTER_LINEAR,
+                                         borderMode=cv2.BORDER_REPLICATE)
+    solid = (maps[MAP_INDEX["alpha"]] > 0.5).astype(np.float32)
     grown = cv2.dilate(solid, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (13, 13)))
     silhouette = np.clip(cv2.GaussianBlur(grown, (0, 0), 3.0) * 1.05, 0.0, 1.0)
     head = np.maximum(head, silhouette * below_chin)
@@ -444,8 +443,6 @@ def build_rig(image: np.ndarray, landmarks: np.ndarray, person_mask: np.ndarray,
         wsum += w.sum(0)
         vsum += (w * res[k:min(k + 64, 468), None, None]).sum(0)
     detail = vsum / np.maximum(wsum, 1e-6) * np.clip(wsum / 0.5, 0.0, 1.0)
-    import cv2
-
     detail = cv2.remap(cv2.resize(detail, (FRAME, FRAME), interpolation=cv2.INTER_LINEAR), gx, gy,
                        cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     maps[MAP_INDEX["head"]] = head
@@ -453,9 +450,6 @@ def build_rig(image: np.ndarray, landmarks: np.ndarray, person_mask: np.ndarray,
     params[PARAM_INDEX["pivot_x"]], params[PARAM_INDEX["pivot_y"]] = face_c
 
     sealed = mouth_colours(image, L, params, gap_c)
-
-    maps[MAP_INDEX["alpha"]] = cv2.remap(np.ascontiguousarray(person_mask, np.float32), gx, gy, cv2.INTER_LINEAR,
-                                         borderMode=cv2.BORDER_REPLICATE)
     img = np.ascontiguousarray(sealed.transpose(2, 0, 1)[None], dtype=np.float32) / np.float32(255.0)
     pl = plate[y0:y0 + PATCH_H, x0:x0 + PATCH_W].transpose(2, 0, 1)[None]
     pl = np.ascontiguousarray(pl, dtype=np.float32) / np.float32(255.0)

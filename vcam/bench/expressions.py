@@ -26,7 +26,7 @@ RATE = 16000
 _SEEDED = ("--seed", "0")
 
 
-def _speech(media_dir: Path, tmp: Path) -> tuple[Path, float]:
+def joined_speech(media_dir: Path, tmp: Path) -> tuple[Path, float]:
     """The media folder's speech clips joined (0.5 s apart) into one WAV; (path, seconds)."""
     parts = []
     for wav in sorted(media_dir.glob("*.wav")):
@@ -48,7 +48,7 @@ def run(photos: list[Path], media_dir: Path, eval_dir: Path, *, provider: str = 
         silence6, silence12 = tmp / "silence6.wav", tmp / "silence12.wav"
         write_wav(silence6, np.zeros(int(EMOTION_SECONDS * RATE), np.float32))
         write_wav(silence12, np.zeros(int(SILENCE_SECONDS * RATE), np.float32))
-        speech, speech_s = _speech(media_dir, tmp)
+        speech, speech_s = joined_speech(media_dir, tmp)
         for photo in photos:
             videos = {}
             for emotion in ("neutral",) + EMOTIONS:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vcam.bench.expressions import _speech
+from vcam.bench.expressions import joined_speech
 from vcam.bench.lipsync import eval_python, render_video, run_json
 
 #: Variants made of each colour portrait: (suffix, CIELAB L* scale, a* shift, b* shift, L* shift).
@@ -63,6 +63,25 @@ def variants(photo: Path, tmp: Path) -> list[Path]:
     return out
 
 
+def board_composite(image: np.ndarray, person_mask: np.ndarray) -> np.ndarray:
+    """``(S, S, 3) uint8``: the person of ``image`` ``(S, S, 3) uint8`` (``person_mask`` ``(S, S)``
+    float 0..1 above 0.5, its edge softened over 3 px) over a 10 px green/magenta board, the
+    sharp background whose truth is known everywhere (as ``realism.py keyboard`` makes it)."""
+    import cv2
+
+    size = image.shape[0]
+    yy, xx = np.mgrid[0:size, 0:size]
+    board = np.where(((yy // 10 + xx // 10) % 2 == 1)[..., None], [0, 200, 0], [200, 0, 200]).astype(np.float32)
+    a = cv2.GaussianBlur((person_mask > 0.5).astype(np.float32), (3, 3), 0)[..., None]
+    return (image * a + board * (1 - a)).astype(np.uint8)
+
+
+def is_board(rgb: np.ndarray) -> np.ndarray:
+    """``(H, W) bool``: the pixels of ``rgb`` ``(H, W, 3) uint8`` that still look like the board."""
+    r, g, b = (rgb[..., i].astype(np.int16) for i in range(3))
+    return ((g > 110) & (r < 90) & (b < 90)) | ((r > 110) & (b > 110) & (g < 90))
+
+
 def padding_share(photo: Path) -> float:
     """The share of the enrolled frame past the photo's edge (0: the photo fills the frame)."""
     from vcam.avatar.enroll import enroll
@@ -76,7 +95,7 @@ def run(photos: list[Path], media_dir: Path, eval_dir: Path, *, provider: str = 
     rows = []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        speech, _ = _speech(media_dir, tmp)
+        speech, _ = joined_speech(media_dir, tmp)
         for photo in [v for p in photos for v in variants(p, tmp)]:
             row: dict = {"photo": photo.stem, "padding": padding_share(photo)}
             video = tmp / f"{photo.stem}.mp4"
